@@ -1,0 +1,16 @@
+"""Building blocks in pure torch: cells and the ``Recurrent`` layer. No I/O, no printing."""
+
+from rnnkit.nn.cells import CELLS, CellBase, GRUCell, LSTMCell, LSTMState, RNNCell, cell_class
+from rnnkit.nn.recurrent import Recurrent, Unrolled
+
+__all__ = [
+    "CELLS",
+    "CellBase",
+    "GRUCell",
+    "LSTMCell",
+    "LSTMState",
+    "RNNCell",
+    "Recurrent",
+    "Unrolled",
+    "cell_class",
+]

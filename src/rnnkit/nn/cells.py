@@ -1,0 +1,292 @@
+"""Recurrent cells: one time step of a vanilla RNN, an LSTM and a GRU.
+
+Each cell is defined once, as a pure ``step`` function over precomputed input projections. The
+user-facing ``nn.Module`` cells below and every backend of :class:`rnnkit.nn.Recurrent` call the same
+function, so the gate order (PyTorch's: ``i, f, g, o`` for the LSTM and ``r, z, n`` for the GRU) lives
+in exactly one place: the ``step`` methods of this module.
+
+References:
+    - J. Elman, "Finding structure in time", Cognitive Science 14, 1990 (the vanilla RNN).
+    - S. Hochreiter and J. Schmidhuber, "Long short-term memory", Neural Computation 9, 1997;
+      F. Gers et al., "Learning to forget", 2000 (the forget gate).
+    - K. Cho et al., "Learning phrase representations using RNN encoder-decoder", arXiv:1406.1078.
+
+Initialisation follows ``torch.nn.RNNBase``: every weight and bias is drawn from
+:math:`\\mathcal{U}(-k, k)` with :math:`k = 1/\\sqrt{H}`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+class LSTMState(NamedTuple):
+    """Hidden state of an LSTM: ``h`` (the output) and ``c`` (the memory cell), same shape."""
+
+    h: Tensor
+    c: Tensor
+
+
+#: A cell's state: a tensor for the RNN and GRU, an :class:`LSTMState` for the LSTM.
+State = Tensor | LSTMState
+#: ``step(gi, state, weight_hh, bias_hh) -> state``; ``gi`` is the input projection ``x W_ih^T + b_ih``.
+StepFunction = Callable[[Tensor, State, Tensor, "Tensor | None"], State]
+
+
+class CellBase(nn.Module):
+    """Shared parameters, initialisation and validation of every cell.
+
+    Subclasses differ only in ``num_chunks`` (how many gate blocks are stacked in each weight) and in
+    their :meth:`step`. Parameter names and shapes are those of ``torch.nn.RNNCell``/``LSTMCell``/
+    ``GRUCell``: ``weight_ih`` ``(G*H, H_in)``, ``weight_hh`` ``(G*H, H)``, ``bias_ih`` and ``bias_hh``
+    ``(G*H,)``, with ``G = num_chunks``.
+    """
+
+    num_chunks: ClassVar[int]
+    #: The name of the matching ``torch._VF`` kernel family, used by the fused backend.
+    torch_mode: ClassVar[str]
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
+        super().__init__()
+        check_sizes(input_size, hidden_size)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        gates = self.num_chunks * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(gates, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(gates))
+            self.bias_hh = nn.Parameter(torch.empty(gates))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            text += ", bias=False"
+        return text
+
+    @staticmethod
+    def step(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> State:
+        """Advance one step from the input projection ``gi = x W_ih^T + b_ih`` of shape ``(N, G*H)``."""
+        raise NotImplementedError
+
+    @classmethod
+    def step_function(cls, nonlinearity: str = "tanh") -> StepFunction:
+        """The step function; only the vanilla RNN has a choice of ``nonlinearity``."""
+        return cls.step
+
+    @classmethod
+    def fused_mode(cls, nonlinearity: str = "tanh") -> str:
+        """The name of the ``torch._VF`` kernel that computes this cell over a whole sequence."""
+        return cls.torch_mode
+
+    @classmethod
+    def zero_state(cls, batch: int, hidden_size: int, like: Tensor) -> State:
+        """A zero state for ``batch`` sequences on ``like``'s device and dtype."""
+        return like.new_zeros(batch, hidden_size)
+
+    def forward(self, input: Tensor, state: State | None = None) -> State:
+        if input.dim() != 2:
+            raise ValueError(f"input: expected a 2-D tensor (N, H_in), got shape {tuple(input.shape)}")
+        if state is None:
+            state = self.zero_state(input.shape[0], self.hidden_size, input)
+        gi = F.linear(input, self.weight_ih, self.bias_ih)  # (N, G*H)
+        step = self.step_function(getattr(self, "nonlinearity", "tanh"))
+        return step(gi, state, self.weight_hh, self.bias_hh)
+
+
+class RNNCell(CellBase):
+    r"""The vanilla (Elman) RNN cell, exactly as the tutorial writes it.
+
+    .. math::
+        s_t = f(U x_t + W s_{t-1} + b)
+
+    where :math:`U` is ``weight_ih``, :math:`W` is ``weight_hh``, :math:`b` is ``bias_ih + bias_hh``
+    (PyTorch keeps two bias vectors; only their sum matters) and :math:`f` is ``tanh`` or ``relu``.
+    The output layer :math:`o_t = \mathrm{softmax}(V s_t)` is not part of the cell: it belongs to the
+    model that reads the states (see :mod:`rnnkit.reference` for the whole tutorial model).
+
+    Args:
+        input_size: :math:`H_{in}`, features of :math:`x_t`.
+        hidden_size: :math:`H`, features of :math:`s_t`.
+        bias: add ``bias_ih`` and ``bias_hh``. Default ``True``.
+        nonlinearity: ``"tanh"`` (default) or ``"relu"``.
+
+    Inputs: ``input`` ``(N, H_in)``, ``state`` ``(N, H)`` or ``None`` (zeros).
+
+    Outputs: the new state ``(N, H)``.
+
+    Attributes:
+        weight_ih: :math:`U`, shape ``(H, H_in)``.
+        weight_hh: :math:`W`, shape ``(H, H)``.
+        bias_ih, bias_hh: shape ``(H,)``.
+
+    Examples:
+        >>> cell = RNNCell(10, 20)
+        >>> s = cell(torch.randn(3, 10))
+        >>> s = cell(torch.randn(3, 10), s)
+        >>> s.shape
+        torch.Size([3, 20])
+    """
+
+    num_chunks = 1
+    torch_mode = "rnn_tanh"
+    nonlinearity: str
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh"):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
+
+    @staticmethod
+    def step(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
+        return torch.tanh(gi + F.linear(state, weight_hh, bias_hh))
+
+    @staticmethod
+    def step_relu(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
+        return torch.relu(gi + F.linear(state, weight_hh, bias_hh))
+
+    @classmethod
+    def step_function(cls, nonlinearity: str = "tanh") -> StepFunction:
+        return cls.step_relu if nonlinearity == "relu" else cls.step
+
+    @classmethod
+    def fused_mode(cls, nonlinearity: str = "tanh") -> str:
+        return f"rnn_{nonlinearity}"
+
+
+class LSTMCell(CellBase):
+    r"""The long short-term memory cell with a forget gate, PyTorch's gate order ``i, f, g, o``.
+
+    .. math::
+        \begin{aligned}
+        i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t &= o_t \odot \tanh(c_t)
+        \end{aligned}
+
+    :math:`\sigma` is the logistic sigmoid and :math:`\odot` the elementwise product. ``weight_ih`` is
+    :math:`[W_{ii}; W_{if}; W_{ig}; W_{io}]` stacked by rows, and likewise ``weight_hh`` and the biases.
+    No peephole connections (as in PyTorch).
+
+    Args:
+        input_size: :math:`H_{in}`. hidden_size: :math:`H`. bias: default ``True``.
+
+    Inputs: ``input`` ``(N, H_in)``, ``state`` an :class:`LSTMState` of two ``(N, H)`` or ``None``.
+
+    Outputs: the new :class:`LSTMState` ``(h_t, c_t)``, each ``(N, H)``.
+
+    Attributes:
+        weight_ih: ``(4H, H_in)``; weight_hh: ``(4H, H)``; bias_ih, bias_hh: ``(4H,)``.
+
+    Examples:
+        >>> cell = LSTMCell(10, 20)
+        >>> h, c = cell(torch.randn(3, 10))
+        >>> h.shape, c.shape
+        (torch.Size([3, 20]), torch.Size([3, 20]))
+    """
+
+    num_chunks = 4
+    torch_mode = "lstm"
+
+    @classmethod
+    def zero_state(cls, batch: int, hidden_size: int, like: Tensor) -> LSTMState:
+        zeros = like.new_zeros(batch, hidden_size)
+        return LSTMState(zeros, zeros)
+
+    @staticmethod
+    def step(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> LSTMState:
+        h, c = state
+        gates = gi + F.linear(h, weight_hh, bias_hh)  # (N, 4H)
+        i, f, g, o = gates.chunk(4, dim=1)  # each (N, H)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return LSTMState(h, c)
+
+
+class GRUCell(CellBase):
+    r"""The gated recurrent unit, PyTorch's gate order ``r, z, n``.
+
+    .. math::
+        \begin{aligned}
+        r_t &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+        \end{aligned}
+
+    Note:
+        Cho et al. apply the reset gate before the matrix product, :math:`W_{hn}(r_t \odot h_{t-1})`.
+        Like PyTorch and cuDNN we apply it after (:math:`r_t \odot (W_{hn} h_{t-1} + b_{hn})`), so that
+        the hidden projection of all three gates is one matrix product and weights load into
+        ``torch.nn.GRU`` unchanged.
+
+    Args:
+        input_size: :math:`H_{in}`. hidden_size: :math:`H`. bias: default ``True``.
+
+    Inputs: ``input`` ``(N, H_in)``, ``state`` ``(N, H)`` or ``None``.
+
+    Outputs: the new state ``(N, H)``.
+
+    Attributes:
+        weight_ih: ``(3H, H_in)``; weight_hh: ``(3H, H)``; bias_ih, bias_hh: ``(3H,)``.
+
+    Examples:
+        >>> cell = GRUCell(10, 20)
+        >>> cell(torch.randn(3, 10)).shape
+        torch.Size([3, 20])
+    """
+
+    num_chunks = 3
+    torch_mode = "gru"
+
+    @staticmethod
+    def step(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
+        h = state
+        gh = F.linear(h, weight_hh, bias_hh)  # (N, 3H)
+        i_r, i_z, i_n = gi.chunk(3, dim=1)
+        h_r, h_z, h_n = gh.chunk(3, dim=1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return n + z * (h - n)  # = (1 - z) * n + z * h
+
+
+#: The cell registry: ``Recurrent(cell=name)`` looks names up here.
+CELLS: dict[str, type[CellBase]] = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+
+
+def cell_class(name: str) -> type[CellBase]:
+    """The cell class registered as ``name``; ``ValueError`` naming the argument otherwise."""
+    try:
+        return CELLS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {name!r}") from None
+
+
+def check_sizes(input_size: int, hidden_size: int) -> None:
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")

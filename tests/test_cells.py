@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from rnnkit.nn import CELLS, GRUCell, LSTMCell, LSTMState, RNNCell, cell_class
+
+TORCH_CELLS = {"rnn": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_cell_matches_torch_cell(name):
+    ours = CELLS[name](6, 5)
+    theirs = TORCH_CELLS[name](6, 5)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 6)
+    if name == "lstm":
+        state = LSTMState(torch.randn(4, 5), torch.randn(4, 5))
+        h, c = ours(x, state)
+        th, tc = theirs(x, tuple(state))
+        torch.testing.assert_close(h, th, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(c, tc, atol=1e-6, rtol=1e-5)
+    else:
+        state = torch.randn(4, 5)
+        torch.testing.assert_close(ours(x, state), theirs(x, state), atol=1e-6, rtol=1e-5)
+
+
+def test_relu_rnn_cell_matches_torch():
+    ours = RNNCell(3, 4, nonlinearity="relu")
+    theirs = torch.nn.RNNCell(3, 4, nonlinearity="relu")
+    theirs.load_state_dict(ours.state_dict())
+    x, h = torch.randn(2, 3), torch.randn(2, 4)
+    torch.testing.assert_close(ours(x, h), theirs(x, h))
+    assert (ours(x, h) >= 0).all()
+
+
+def test_vanilla_cell_is_the_tutorial_equation():
+    cell = RNNCell(3, 4)
+    x, s = torch.randn(2, 3), torch.randn(2, 4)
+    U, W = cell.weight_ih, cell.weight_hh
+    b = cell.bias_ih + cell.bias_hh
+    expected = torch.tanh(x @ U.T + s @ W.T + b)
+    torch.testing.assert_close(cell(x, s), expected)
+
+
+@pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])
+def test_gradcheck_float64(cls):
+    cell = cls(3, 4).double()
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    if cls is LSTMCell:
+        c = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+
+        def fn(x, h, c, *weights):
+            return tuple(cell(x, LSTMState(h, c)))
+
+        inputs = (x, h, c, *cell.parameters())
+    else:
+
+        def fn(x, h, *weights):
+            return cell(x, h)
+
+        inputs = (x, h, *cell.parameters())
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
+
+
+def test_missing_state_means_zeros():
+    cell = LSTMCell(3, 4)
+    x = torch.randn(2, 3)
+    h, c = cell(x)
+    zeros = torch.zeros(2, 4)
+    h0, c0 = cell(x, LSTMState(zeros, zeros))
+    assert h.shape == (2, 4)
+    torch.testing.assert_close(h, h0, rtol=0, atol=0)
+    torch.testing.assert_close(c, c0, rtol=0, atol=0)
+
+
+def test_unknown_cell_names_argument():
+    with pytest.raises(ValueError, match="cell"):
+        cell_class("transformer")
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_bad_sizes(bad):
+    with pytest.raises(ValueError, match="hidden_size"):
+        LSTMCell(3, bad)
+
+
+def test_bad_input_rank():
+    with pytest.raises(ValueError, match="input"):
+        GRUCell(3, 4)(torch.randn(2, 5, 3))
