@@ -44,7 +44,9 @@ def gradient_norms(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="docs/img/vanishing_gradients.png")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--hidden", type=int, default=128)

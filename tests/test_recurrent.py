@@ -60,7 +60,9 @@ def test_equals_torch_with_random_lengths(cell, layers, bidir, backend):
     batch, steps = 6, 9
     x = torch.randn(batch, steps, 5)
     lengths = random_lengths(batch, steps)
-    state = tuple(torch.randn(layers * ours.num_directions, batch, 7) for _ in parts(ours._initial_state(x, None)))
+    state = tuple(
+        torch.randn(layers * ours.num_directions, batch, 7) for _ in parts(ours._initial_state(x, None))
+    )
     state = LSTMState(*state) if cell == "lstm" else state[0]
 
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
@@ -173,7 +175,7 @@ def test_unroll_exposes_every_step_and_its_gradient():
     layer = Recurrent(3, 4, cell="lstm", num_layers=2, bidirectional=True)
     x = torch.randn(2, 6, 3)
     trace = layer.unroll(x)
-    out, final = layer(x)
+    out, _final = layer(x)
     close(trace.output, out)
     assert len(trace.steps) == 2 and len(trace.steps[0]) == 2 and len(trace.steps[0][0]) == 6
     # the forward direction's last step of the top layer is the top layer's output at T-1

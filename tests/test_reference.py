@@ -63,7 +63,9 @@ def test_bptt_equals_torch_autograd(problem):
 def test_per_step_terms_sum_to_the_gradient(problem):
     params, inputs, targets, h0 = problem
     _, grads, _ = reference.bptt(params, inputs, targets, h0)
-    total = sum(reference.dEt_dW_terms(params, inputs, targets, h0, t).sum(axis=0) for t in range(len(inputs)))
+    total = sum(
+        reference.dEt_dW_terms(params, inputs, targets, h0, t).sum(axis=0) for t in range(len(inputs))
+    )
     np.testing.assert_allclose(total, grads["W"], rtol=0, atol=1e-12)
 
 

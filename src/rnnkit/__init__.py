@@ -1,1 +1,32 @@
-"""rnnkit."""
+"""rnnkit: recurrent neural networks on PyTorch.
+
+The recurrent core (``rnnkit.nn``), a NumPy reference with hand-written BPTT (``rnnkit.reference``),
+one training engine (``rnnkit.train``) and the char-RNN language model (``rnnkit.tasks.lm``).
+"""
+
+from rnnkit.errors import CheckpointError, DataError, RnnkitError, TrainingError, UsageError
+from rnnkit.generate import PoemForm, SamplingConfig, beam_search, sample
+from rnnkit.nn import GRUCell, LSTMCell, LSTMState, Recurrent, RNNCell
+from rnnkit.train import TrainConfig, Trainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "DataError",
+    "GRUCell",
+    "LSTMCell",
+    "LSTMState",
+    "PoemForm",
+    "RNNCell",
+    "Recurrent",
+    "RnnkitError",
+    "SamplingConfig",
+    "TrainConfig",
+    "Trainer",
+    "TrainingError",
+    "UsageError",
+    "__version__",
+    "beam_search",
+    "sample",
+]

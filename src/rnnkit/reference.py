@@ -62,7 +62,9 @@ def _check(params: Params, inputs: Sequence[int], targets: Sequence[int], h0: np
     hidden, vocab = params["U"].shape
     classes = params["V"].shape[0]
     if len(inputs) != len(targets) or not len(inputs):
-        raise ValueError(f"inputs, targets: expected equal non-zero lengths, got {len(inputs)}, {len(targets)}")
+        raise ValueError(
+            f"inputs, targets: expected equal non-zero lengths, got {len(inputs)}, {len(targets)}"
+        )
     if np.shape(h0) != (hidden,):
         raise ValueError(f"h0: expected shape ({hidden},), got {np.shape(h0)}")
     if min(inputs) < 0 or max(inputs) >= vocab:
@@ -103,7 +105,7 @@ def bptt(
         to carry into the next chunk of a truncated BPTT.
     """
     _check(params, inputs, targets, h0)
-    U, W, V = params["U"], params["W"], params["V"]
+    _U, W, V = params["U"], params["W"], params["V"]
     states, probs = forward(params, inputs, h0)
     steps = len(inputs)
     loss = -float(np.sum(np.log(probs[np.arange(steps), targets])))
@@ -131,7 +133,8 @@ def dEt_dW_terms(
 ) -> np.ndarray:
     """The tutorial's per-step terms of :math:`\\partial E_t / \\partial W`, shape ``(t+1, H, H)``.
 
-    Term ``k`` is :math:`(\\partial E_t/\\partial s_t)(\\partial s_t/\\partial s_k)(\\partial^+ s_k/\\partial W)`:
+    Term ``k`` is
+    :math:`(\\partial E_t/\\partial s_t)(\\partial s_t/\\partial s_k)(\\partial^+ s_k/\\partial W)`:
     how much the use of ``W`` at step ``k`` contributes to the loss at step ``t``. Their sum over ``k`` is
     :math:`\\partial E_t / \\partial W`, and summing that over ``t`` gives ``bptt``'s ``grads["W"]``. The
     norm of term ``k`` typically shrinks geometrically in ``t - k`` for a tanh RNN: the vanishing gradient.

@@ -25,7 +25,7 @@ import math
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, _VF, nn
+from torch import _VF, Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -43,7 +43,8 @@ class Unrolled(NamedTuple):
         steps: ``steps[layer][direction][t]`` is the cell state right after step ``t`` (a tensor, or an
             :class:`LSTMState`), ``(N, H_out)`` each. These are the very tensors the next step reads, so
             ``torch.autograd.grad(loss, steps[0][0])`` gives :math:`\\partial E / \\partial s_t` for every t.
-            Direction 1 (backward) is indexed by time too: ``steps[l][1][t]`` comes after ``steps[l][1][t+1]``.
+            Direction 1 (backward) is indexed by time too: ``steps[l][1][t]`` comes after
+            ``steps[l][1][t+1]``.
     """
 
     output: Tensor
@@ -197,7 +198,9 @@ class Recurrent(nn.Module):
     def _flat_weights(self) -> list[Tensor]:
         return [getattr(self, name) for name in self._flat_weight_names]
 
-    def _layer_weights(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    def _layer_weights(
+        self, layer: int, direction: int
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
         if not self.bias:
             return getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix), None, None
@@ -288,7 +291,7 @@ class Recurrent(nn.Module):
         return output, (LSTMState(*hidden) if self.is_lstm else hidden[0])
 
     def _forward_unrolled(self, input: Tensor, lengths: Tensor | None, state: State, keep_steps: bool):
-        batch, steps, _ = input.shape
+        _batch, steps, _ = input.shape
         # mask[t] is (N, 1): True where step t is a real step of that sequence.
         mask = None
         if lengths is not None:

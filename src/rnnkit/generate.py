@@ -1,0 +1,263 @@
+"""Sampling and beam search over any model with a ``step`` method.
+
+A model qualifies when ``model(ids, state=None) -> (logits (B, T, V), state)`` reads a batch of
+sequences and ``model.step(ids (B,), state) -> (logits (B, V), state)`` advances one token. Everything
+here runs under ``torch.no_grad`` and is deterministic for a given seed.
+
+Constraints shape the text by masking the next-token distribution, never by rejection: a
+:class:`PoemForm` makes every line exactly ``line_chars`` Chinese characters followed by the right
+punctuation, and an acrostic (藏头诗) forces the first character of each line.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rnnkit.data.vocab import Vocabulary
+from rnnkit.errors import UsageError
+
+
+@dataclass(kw_only=True)
+class SamplingConfig:
+    """How to pick each next token."""
+
+    temperature: float = 1.0
+    """Divide the logits by this; 0 means greedy (always the most likely token)."""
+    top_k: int = 0
+    """Sample among the k most likely tokens only (0: all)."""
+    top_p: float = 1.0
+    """Sample among the most likely tokens whose probabilities add up to p (nucleus sampling; 1: all)."""
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise UsageError(f"--temperature: expected 0 or more, got {self.temperature}")
+        if self.top_k < 0:
+            raise UsageError(f"--top-k: expected 0 or more, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"--top-p: expected a value in (0, 1], got {self.top_p}")
+
+
+def next_token(logits: Tensor, config: SamplingConfig, generator: torch.Generator | None) -> Tensor:
+    """Pick one id per row of ``logits`` ``(B, V)`` (already masked with ``-inf`` where forbidden)."""
+    logits = logits.float()
+    if config.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / config.temperature
+    if config.top_k and config.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if config.top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the tokens ranked above
+        sorted_probs = sorted_probs.masked_fill(before >= config.top_p, 0.0)  # the top token always stays
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+# -------------------------------------------------------------------------------------------------
+# constraints
+
+
+def is_han(ch: str) -> bool:
+    """A CJK ideograph (the characters of a Chinese poem line)."""
+    return len(ch) == 1 and unicodedata.name(ch, "").startswith("CJK UNIFIED IDEOGRAPH")
+
+
+class PoemForm:
+    """Classical form: ``lines`` lines of ``line_chars`` Chinese characters each, ``，`` after odd lines
+    and ``。`` after even ones, a newline after each couplet; with ``acrostic``, line i starts with
+    its i-th character. Tracks each of ``B`` streams separately.
+
+    Args:
+        vocab: the model's vocabulary (must hold the punctuation and the acrostic characters).
+        line_chars: characters per line (5 or 7 in the classical forms; any positive number works).
+        lines: number of lines (4: 绝句, 8: 律诗); defaults to the acrostic's length, else 4.
+        acrostic: the characters that open the lines (藏头诗).
+    """
+
+    def __init__(self, vocab: Vocabulary, line_chars: int = 5, lines: int | None = None, acrostic: str = ""):
+        if vocab.kind != "char":
+            raise UsageError("--line-chars/--acrostic: need a character vocabulary")
+        if line_chars < 1:
+            raise UsageError(f"--line-chars: expected a positive number, got {line_chars}")
+        lines = lines or (len(acrostic) if acrostic else 4)
+        if lines < 1:
+            raise UsageError(f"--lines: expected a positive number, got {lines}")
+        if acrostic and len(acrostic) != lines:
+            raise UsageError(f"--acrostic: {len(acrostic)} characters for {lines} lines")
+        self.vocab, self.line_chars, self.lines = vocab, line_chars, lines
+        size = len(vocab)
+        self.han = torch.zeros(size, dtype=torch.bool)
+        for i, token in enumerate(vocab.tokens):
+            if i != vocab.unk_id and is_han(token):
+                self.han[i] = True
+        if not self.han.any():
+            raise UsageError("--line-chars/--acrostic: the model's vocabulary has no Chinese characters")
+        self.punct = []
+        for mark in ("，", "。"):
+            index = vocab.id_of(mark)
+            if index is None:
+                raise UsageError(f"--line-chars/--acrostic: the model's vocabulary lacks {mark!r}")
+            self.punct.append(index)
+        self.newline = vocab.id_of("\n")
+        missing = [ch for ch in acrostic if vocab.id_of(ch) is None]
+        if missing:
+            raise UsageError(f"--acrostic: not in the model's vocabulary: {''.join(missing)}")
+        self.heads = [vocab.id_of(ch) for ch in acrostic]
+        # the token sequence of one poem, as a list of "slots"
+        self.slots: list[tuple[str, int]] = []
+        for line in range(lines):
+            for position in range(line_chars):
+                if position == 0 and self.heads:
+                    self.slots.append(("fixed", self.heads[line]))
+                else:
+                    self.slots.append(("han", 0))
+            self.slots.append(("fixed", self.punct[line % 2]))
+            if line % 2 == 1 and line < lines - 1 and self.newline is not None:
+                self.slots.append(("fixed", self.newline))
+        self.position: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """Tokens in one poem."""
+        return len(self.slots)
+
+    def reset(self, batch: int) -> None:
+        self.position = torch.zeros(batch, dtype=torch.long)
+
+    def mask(self) -> Tensor:
+        """``(B, V)`` bool: the tokens each stream may take next."""
+        assert self.position is not None, "call reset() first"
+        rows = []
+        for pos in self.position.tolist():
+            kind, token = self.slots[min(pos, len(self.slots) - 1)]
+            if kind == "han":
+                rows.append(self.han)
+            else:
+                row = torch.zeros_like(self.han)
+                row[token] = True
+                rows.append(row)
+        return torch.stack(rows)
+
+    def advance(self, tokens: Tensor) -> None:
+        assert self.position is not None
+        self.position += 1
+
+    def finished(self) -> bool:
+        return self.position is not None and bool((self.position >= len(self.slots)).all())
+
+
+def apply_mask(logits: Tensor, allowed: Tensor | None, banned: Sequence[int]) -> Tensor:
+    if banned:
+        logits = logits.clone()
+        logits[:, list(banned)] = float("-inf")
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+    return logits
+
+
+# -------------------------------------------------------------------------------------------------
+# decoding loops
+
+
+def _prime(model, prime: Sequence[int], batch: int, device: torch.device):
+    ids = torch.tensor(list(prime), dtype=torch.long, device=device)[None].expand(batch, -1)  # (B, P)
+    logits, state = model(ids)
+    return logits[:, -1], state  # (B, V)
+
+
+@torch.no_grad()
+def sample(
+    model,
+    prime: Sequence[int],
+    length: int,
+    config: SamplingConfig,
+    *,
+    num_samples: int = 1,
+    seed: int | None = None,
+    form: PoemForm | None = None,
+    banned: Sequence[int] = (),
+) -> Iterator[Tensor]:
+    """Yield ``(num_samples,)`` next ids, one step at a time, ``length`` steps (fewer when a form ends).
+
+    ``prime`` (at least one id) is read first; its ids are not yielded. ``banned`` ids are never
+    chosen (the unknown token, typically). ``seed`` makes the stream reproducible.
+    """
+    if not prime:
+        raise UsageError("the prime must hold at least one token")
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device)
+    if seed is not None:
+        generator.manual_seed(seed)
+    else:
+        generator.seed()
+    logits, state = _prime(model, prime, num_samples, device)
+    if form is not None:
+        form.reset(num_samples)
+        length = min(length, form.length) if length else form.length
+    for _ in range(length):
+        allowed = form.mask() if form is not None else None
+        token = next_token(apply_mask(logits, allowed, banned), config, generator)
+        yield token
+        if form is not None:
+            form.advance(token)
+            if form.finished():
+                return
+        logits, state = model.step(token, state)
+
+
+@torch.no_grad()
+def beam_search(
+    model,
+    prime: Sequence[int],
+    length: int,
+    beam_size: int,
+    *,
+    form: PoemForm | None = None,
+    banned: Sequence[int] = (),
+    length_penalty: float = 0.0,
+) -> list[int]:
+    """The most likely continuation of ``prime`` found by beam search (sum of log-probabilities).
+
+    With a ``form`` every beam obeys it, and the search ends when the form is complete. All beams have
+    the same length, so ``length_penalty`` only matters for future stopping rules; kept at 0 here.
+    """
+    if beam_size < 1:
+        raise UsageError(f"--beam: expected 1 or more, got {beam_size}")
+    device = next(model.parameters()).device
+    logits, state = _prime(model, prime, 1, device)
+    scores = torch.zeros(1, device=device)
+    history = torch.zeros(1, 0, dtype=torch.long, device=device)
+    if form is not None:
+        form.reset(1)
+        length = form.length
+    for _ in range(length):
+        allowed = form.mask() if form is not None else None
+        logp = torch.log_softmax(apply_mask(logits, allowed, banned).float(), dim=-1)  # (K, V)
+        total = (scores[:, None] + logp).reshape(-1)  # (K*V,)
+        k = min(beam_size, int(torch.isfinite(total).sum()))
+        scores, flat = total.topk(k)
+        vocab = logp.shape[-1]
+        parent, token = flat // vocab, flat % vocab
+        history = torch.cat([history[parent], token[:, None]], dim=1)  # (K, t+1)
+        state = _select(state, parent)
+        if form is not None:
+            form.position = form.position[parent.cpu()]
+            form.advance(token)
+            if form.finished():
+                break
+        logits, state = model.step(token, state)
+    return history[0].tolist()
+
+
+def _select(state, index: Tensor):
+    """Reorder the batch dim (dim 1) of a recurrent state to follow the surviving beams."""
+    if isinstance(state, Tensor):
+        return state.index_select(1, index)
+    return type(state)(*(part.index_select(1, index) for part in state))

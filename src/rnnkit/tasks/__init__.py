@@ -1,0 +1,1 @@
+"""One module per task: its model, data adapter, metrics and decoding."""

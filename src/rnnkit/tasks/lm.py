@@ -1,0 +1,552 @@
+"""The char-RNN language model: the main job (``rnnkit train | sample | eval``).
+
+Embedding -> ``Recurrent`` (LSTM, GRU or vanilla RNN, stacked) -> dropout -> linear -> softmax over the
+vocabulary, trained by truncated BPTT on one long stream of characters (or bytes), with the state
+carried from batch to batch. A re-implementation of the char-RNN of A. Karpathy
+(https://github.com/karpathy/char-rnn) and hzy46/Char-RNN-TensorFlow, with validation, resume and saved
+configs, on :class:`rnnkit.train.Trainer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rnnkit.config import from_dict, to_dict
+from rnnkit.data.batching import StreamBatcher
+from rnnkit.data.corpus import STDLIB, EncodedCorpus
+from rnnkit.data.vocab import KINDS, Vocabulary
+from rnnkit.errors import CheckpointError, DataError, UsageError
+from rnnkit.generate import SamplingConfig, sample
+from rnnkit.nn import CELLS, LSTMState, Recurrent
+from rnnkit.train.checkpoint import FORMAT_VERSION, load_checkpoint
+from rnnkit.train.config import TrainConfig
+
+TASK = "lm"
+log = logging.getLogger("rnnkit")
+
+
+# -------------------------------------------------------------------------------------------------
+# configs
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    cell: str = "lstm"
+    """lstm, gru or rnn (the vanilla tanh RNN)."""
+    embedding_size: int = 128
+    """Size of the character embedding (the one-hot input times a learned matrix)."""
+    hidden_size: int = 256
+    """Units per recurrent layer."""
+    num_layers: int = 2
+    """Stacked recurrent layers."""
+    dropout: float = 0.0
+    """Dropout on the embedding, between layers and before the output layer."""
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
+        for name in ("embedding_size", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    sources: list[str] = field(default_factory=lambda: [STDLIB])
+    """Files, folders, globs, chinese-poetry JSON files, or python-stdlib."""
+    vocab: str = "char"
+    """char (Unicode characters, by frequency) or byte (the 256 byte values)."""
+    max_vocab: int = 0
+    """Keep at most this many characters (the rest map to the unknown token); 0 keeps all."""
+    val_fraction: float = 0.05
+    """Fraction of the text held out for validation."""
+    split: str = "auto"
+    """tail (the last val_fraction of the text), files (whole files, by a stable hash of their
+    names), or auto (files for python-stdlib, tail otherwise)."""
+    encoding: str = "utf-8"
+    errors: str = "strict"
+    """What to do with bytes that are not valid in the encoding: strict (stop) or replace."""
+
+    def __post_init__(self) -> None:
+        if self.vocab not in KINDS:
+            raise ValueError(f"vocab: expected one of {list(KINDS)}, got {self.vocab!r}")
+        if self.max_vocab < 0 or self.max_vocab == 1:
+            raise ValueError(f"max_vocab: expected 0 or at least 2, got {self.max_vocab}")
+        if not 0 <= self.val_fraction < 0.9:
+            raise ValueError(f"val_fraction: expected a fraction in [0, 0.9), got {self.val_fraction}")
+        if self.split not in ("auto", "tail", "files"):
+            raise ValueError(f"split: expected auto, tail or files, got {self.split!r}")
+        if self.errors not in ("strict", "replace"):
+            raise ValueError(f"errors: expected strict or replace, got {self.errors!r}")
+        if not self.sources:
+            raise ValueError("sources: expected at least one input")
+
+    def resolved_split(self) -> str:
+        if self.split != "auto":
+            return self.split
+        return "files" if self.sources == [STDLIB] else "tail"
+
+
+@dataclass(kw_only=True)
+class LMConfig:
+    """Everything a language-model run was made with; saved as ``config.json``."""
+
+    preset: str = "small"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# -------------------------------------------------------------------------------------------------
+# presets: functions that return a full config
+
+
+def _preset(name, model: dict, train: dict, data: dict | None = None) -> LMConfig:
+    return LMConfig(
+        preset=name, model=ModelConfig(**model), train=TrainConfig(**train), data=DataConfig(**(data or {}))
+    )
+
+
+def preset_tiny() -> LMConfig:
+    """A seconds-long CPU smoke test."""
+    return _preset(
+        "tiny",
+        {"embedding_size": 16, "hidden_size": 32, "num_layers": 1},
+        {
+            "batch_size": 8,
+            "seq_len": 16,
+            "max_steps": 50,
+            "eval_interval": 25,
+            "warmup_steps": 5,
+            "sample_length": 60,
+            "eval_tokens": 5000,
+            "log_interval": 10,
+            "checkpoint_interval": 25,
+        },
+    )
+
+
+def preset_demo() -> LMConfig:
+    """``make demo``: about two minutes on two CPU cores, on the Python standard library."""
+    return _preset(
+        "demo",
+        {"embedding_size": 64, "hidden_size": 256, "num_layers": 2},
+        {
+            "batch_size": 32,
+            "seq_len": 64,
+            "lr": 3e-3,
+            "max_minutes": 2.0,
+            "eval_interval": 400,
+            "warmup_steps": 50,
+            "eval_tokens": 100_000,
+            "sample_length": 300,
+        },
+    )
+
+
+def preset_small() -> LMConfig:
+    """A good default for a few MB of text on a laptop CPU."""
+    return _preset(
+        "small",
+        {"embedding_size": 128, "hidden_size": 256, "num_layers": 2, "dropout": 0.1},
+        {"batch_size": 32, "seq_len": 100, "lr": 3e-3, "max_minutes": 15.0},
+    )
+
+
+def preset_shakespeare() -> LMConfig:
+    """Tiny Shakespeare: the last 10% held out, as nanoGPT splits it."""
+    return _preset(
+        "shakespeare",
+        {"embedding_size": 64, "hidden_size": 512, "num_layers": 2, "dropout": 0.0},
+        {
+            "batch_size": 32,
+            "seq_len": 100,
+            "lr": 4e-3,
+            "max_minutes": 5.0,
+            "warmup_steps": 50,
+            "eval_interval": 500,
+            "eval_tokens": 0,
+            "min_lr_ratio": 0.05,
+        },
+        {"val_fraction": 0.1},
+    )
+
+
+def preset_poetry() -> LMConfig:
+    """Chinese poems (Char-RNN-TensorFlow's poetry.txt or chinese-poetry JSON): 3,500 characters kept."""
+    return _preset(
+        "poetry",
+        {"embedding_size": 128, "hidden_size": 512, "num_layers": 2, "dropout": 0.0},
+        {"batch_size": 32, "seq_len": 64, "lr": 3e-3, "max_minutes": 15.0, "eval_interval": 500},
+        {"max_vocab": 3500, "val_fraction": 0.05},
+    )
+
+
+def preset_lyrics() -> LMConfig:
+    """Song lyrics (jay.txt): a small corpus, so more dropout."""
+    return _preset(
+        "lyrics",
+        {"embedding_size": 128, "hidden_size": 256, "num_layers": 2, "dropout": 0.3},
+        {"batch_size": 32, "seq_len": 50, "lr": 2e-3, "max_minutes": 10.0, "eval_interval": 200},
+        {"max_vocab": 3500, "val_fraction": 0.05},
+    )
+
+
+def preset_code() -> LMConfig:
+    """Source code (the Python standard library by default)."""
+    return _preset(
+        "code",
+        {"embedding_size": 64, "hidden_size": 512, "num_layers": 2, "dropout": 0.0},
+        {"batch_size": 32, "seq_len": 100, "lr": 3e-3, "max_minutes": 15.0, "eval_interval": 1000},
+    )
+
+
+PRESETS = {
+    "tiny": preset_tiny,
+    "demo": preset_demo,
+    "small": preset_small,
+    "shakespeare": preset_shakespeare,
+    "poetry": preset_poetry,
+    "lyrics": preset_lyrics,
+    "code": preset_code,
+}
+
+
+def get_preset(name: str) -> LMConfig:
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise UsageError(f"--preset: expected one of {', '.join(PRESETS)}, got {name!r}") from None
+
+
+# -------------------------------------------------------------------------------------------------
+# the model
+
+
+class CharLM(nn.Module):
+    r"""Character language model: :math:`o_t = \mathrm{softmax}(V\, \mathrm{RNN}(E x_t, s_{t-1}) + c)`.
+
+    Args:
+        vocab_size: :math:`V`, the number of tokens.
+        config: a :class:`ModelConfig`.
+
+    Inputs: ``ids`` ``(N, T)`` int64, ``state`` (as :class:`rnnkit.nn.Recurrent` returns it) or ``None``.
+
+    Outputs: ``(logits, state)``, logits ``(N, T, V)``.
+    """
+
+    def __init__(self, vocab_size: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, config.embedding_size)
+        self.rnn = Recurrent(
+            config.embedding_size,
+            config.hidden_size,
+            cell=config.cell,
+            num_layers=config.num_layers,
+            dropout=config.dropout,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, vocab_size)
+
+    def forward(self, ids: Tensor, state=None):
+        x = self.dropout(self.embedding(ids))  # (N, T, E)
+        out, state = self.rnn(x, state=state)  # (N, T, H)
+        return self.head(self.dropout(out)), state  # (N, T, V)
+
+    def step(self, ids: Tensor, state=None):
+        """One token per stream: ``ids`` ``(N,)`` -> logits ``(N, V)`` and the new state."""
+        logits, state = self(ids[:, None], state)
+        return logits[:, 0], state
+
+
+def build_model(config: LMConfig, vocab_size: int) -> CharLM:
+    return CharLM(vocab_size, config.model)
+
+
+# -------------------------------------------------------------------------------------------------
+# the trainer's task
+
+
+class LMTask:
+    """Feeds the trainer TBPTT batches from the memmapped corpus and measures validation nats/token."""
+
+    def __init__(
+        self,
+        config: LMConfig,
+        corpus: EncodedCorpus,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        sample_seed: int = 0,
+    ):
+        self.config = config
+        self.corpus = corpus
+        self.vocab = corpus.vocab
+        t = config.train
+        self.batcher = StreamBatcher(corpus.tokens("train"), t.batch_size, t.seq_len, rank, world_size)
+        if self.batcher.row_len < t.seq_len:
+            need = t.batch_size * world_size * t.seq_len + 1
+            raise DataError(
+                f"the corpus is too small: {corpus.train_tokens:,} training tokens cannot fill one batch of "
+                f"{t.batch_size} x {t.seq_len} (needs {need:,}); use a smaller --batch-size or --seq-len"
+            )
+        self.epoch = 0
+        self.index = 0
+        self.sample_seed = sample_seed
+        self.device = torch.device("cpu")
+
+    # data position ------------------------------------------------------------------------------
+    def next_batch(self):
+        if self.index >= self.batcher.batches_per_epoch:
+            self.epoch += 1
+            self.index = 0
+        batch = self.batcher.batch(self.index)
+        new_pass = self.index == 0
+        self.index += 1
+        return batch, new_pass
+
+    def data_state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_data_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+
+    def make_carry(self, parts: list[Tensor]):
+        return LSTMState(*parts) if len(parts) == 2 else tuple(parts)
+
+    # loss and evaluation ------------------------------------------------------------------------
+    def training_loss(self, model: nn.Module, batch, carry):
+        device = next(model.parameters()).device
+        x, y = (part.to(device, non_blocking=True) for part in batch)
+        logits, state = model(x, carry)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        return loss, state, y.numel()
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        tokens = self.corpus.tokens("val")
+        cap = self.config.train.eval_tokens
+        if cap and len(tokens) > cap:
+            tokens = tokens[:cap]
+        if len(tokens) < 2:
+            return {}
+        nats, count = score_tokens(model, tokens)
+        loss = nats / count
+        return {"val_loss": loss, "val_bpc": loss / math.log(2)}
+
+    def on_evaluate(self, model: nn.Module, step: int) -> None:
+        length = self.config.train.sample_length
+        if not length:
+            return
+        text = generate_text(
+            model, self.vocab, "\n", length, SamplingConfig(temperature=0.8), seed=self.sample_seed
+        )
+        log.info("sample at step %d:\n%s", step, text)
+
+    def checkpoint_config(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "task": TASK,
+            "config": to_dict(self.config),
+            "vocab": self.vocab.to_dict(),
+            "corpus": self.corpus.to_dict(),
+        }
+
+
+def score_tokens(
+    model: nn.Module, tokens: np.ndarray, max_streams: int = 32, seq_len: int = 256
+) -> tuple[float, int]:
+    """Total nats of predicting ``tokens[1:]`` from what precedes each one, and how many were predicted.
+
+    The text is cut into at most ``max_streams`` contiguous rows read in parallel with the state carried
+    along each row (each row starts from a zero state), as training does.
+    """
+    device = next(model.parameters()).device
+    streams = max(1, min(max_streams, (len(tokens) - 1) // (4 * seq_len)))
+    batcher = StreamBatcher(tokens, streams, seq_len)
+    total, count, state = 0.0, 0, None
+    for x, y in batcher:
+        logits, state = model(x.to(device), state)
+        total += float(
+            F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), y.to(device).reshape(-1), reduction="sum"
+            )
+        )
+        count += y.numel()
+    # the rows leave out up to ``streams - 1`` tokens at the end; score them in one short pass
+    covered = streams * batcher.row_len
+    if covered + 1 < len(tokens):
+        rest = torch.from_numpy(np.asarray(tokens[covered:], dtype=np.int64))[None]  # (1, R)
+        logits, _ = model(rest[:, :-1].to(device))
+        total += float(F.cross_entropy(logits.float()[0], rest[0, 1:].to(device), reduction="sum"))
+        count += rest.shape[1] - 1
+    return total, count
+
+
+# -------------------------------------------------------------------------------------------------
+# loading and using a trained run
+
+
+@dataclass
+class LoadedLM:
+    model: CharLM
+    vocab: Vocabulary
+    config: LMConfig
+    checkpoint: str
+
+
+def load_lm(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedLM:
+    """Rebuild the model and vocabulary of a run from its checkpoint alone (no other file needed)."""
+    loaded = load_checkpoint(Path(run_dir), which, task=TASK)
+    try:
+        config = from_dict(LMConfig, loaded.config["config"])
+        vocab = Vocabulary.from_dict(loaded.config["vocab"])
+    except (KeyError, TypeError, ValueError, UsageError) as exc:
+        raise CheckpointError(f"{loaded.folder}: config.json does not describe a model ({exc})") from None
+    model = build_model(config, len(vocab))
+    try:
+        model.load_state_dict(loaded.model_state)
+    except RuntimeError:
+        raise CheckpointError(f"{loaded.folder}: the weights do not fit the model in config.json") from None
+    model.to(device).eval()
+    return LoadedLM(model, vocab, config, loaded.name)
+
+
+def generate_text(
+    model: nn.Module,
+    vocab: Vocabulary,
+    prime: str,
+    length: int,
+    config: SamplingConfig,
+    seed: int | None = None,
+) -> str:
+    ids = vocab.encode(prime).tolist() or [0]
+    banned = [vocab.unk_id] if vocab.unk_id is not None else []
+    decode = vocab.decoder()
+    was_training = model.training
+    model.eval()
+    text = "".join(decode(int(t[0])) for t in sample(model, ids, length, config, seed=seed, banned=banned))
+    model.train(was_training)
+    return text + decode.flush()
+
+
+# -------------------------------------------------------------------------------------------------
+# a whole training run
+
+
+def _prepare_run_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UsageError(
+                f"--out: {out} already holds files; use --resume {out} to continue, or --force to replace it"
+            )
+        if not (out / "manifest.json").is_file() and not (out / "config.json").is_file():
+            raise UsageError(
+                f"--out: {out} is not an rnnkit run folder; refusing to empty it even with --force"
+            )
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def saved_config(run_dir: Path) -> LMConfig:
+    """The config of a run's last checkpoint."""
+    saved = load_checkpoint(Path(run_dir), "last", task=TASK).config
+    try:
+        return from_dict(LMConfig, saved["config"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{run_dir}: config.json does not describe a run ({exc})") from None
+
+
+def train_lm(
+    config: LMConfig,
+    out: Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    on_step=None,
+) -> dict:
+    """Encode the corpus (once), build the model and train it into ``out``; returns the trainer's summary.
+
+    With ``resume``, ``out`` must be a run folder and ``config`` its saved config (see
+    :func:`saved_config`) with any training settings changed; the model and data settings must match.
+    """
+    from rnnkit.data.corpus import encode_corpus, resolve_sources
+    from rnnkit.train.checkpoint import atomic_write_json, read_manifest
+    from rnnkit.train.trainer import Trainer
+
+    out = Path(out)
+    if resume:
+        manifest = read_manifest(out)
+        saved = load_checkpoint(out, "last", task=TASK).config
+        previous = from_dict(LMConfig, saved["config"])
+        if config.model != previous.model or config.data != previous.data:
+            raise UsageError(
+                "--resume: the model and data settings of a run cannot change; only training settings can"
+            )
+        vocab = Vocabulary.from_dict(saved["vocab"])
+        corpus = EncodedCorpus.load(out / "data", vocab, saved["corpus"])
+        log.info("resuming %s from %s", out, manifest["last"])
+    else:
+        if rank == 0:
+            _prepare_run_dir(out, force)
+            atomic_write_json(out / "config.json", to_dict(config))
+        d = config.data
+        docs = resolve_sources(d.sources)
+        corpus = encode_corpus(
+            docs,
+            out / "data",
+            vocab_kind=d.vocab,
+            max_vocab=d.max_vocab or None,
+            val_fraction=d.val_fraction,
+            split=d.resolved_split(),
+            encoding=d.encoding,
+            errors=d.errors,
+        )
+        log.info(
+            "corpus: %d files, %s training and %s validation tokens, vocabulary of %d",
+            corpus.documents,
+            f"{corpus.train_tokens:,}",
+            f"{corpus.val_tokens:,}",
+            len(corpus.vocab),
+        )
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, len(corpus.vocab))
+    task = LMTask(config, corpus, rank=rank, world_size=world_size, sample_seed=config.train.seed)
+    trainer = Trainer(
+        model, task, config.train, out, rank=rank, world_size=world_size, progress=progress, on_step=on_step
+    )
+    if resume:
+        trainer.resume("last")
+        trainer.trim_metrics()
+    params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "model: %s %dx%d, %s parameters, %s on %s",
+        config.model.cell,
+        config.model.num_layers,
+        config.model.hidden_size,
+        f"{params:,}",
+        trainer.precision,
+        trainer.device,
+    )
+    summary = trainer.fit()
+    summary["run_dir"] = str(out)
+    summary["parameters"] = params
+    return summary

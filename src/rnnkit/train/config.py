@@ -1,0 +1,78 @@
+"""``TrainConfig``: every setting of the training engine, with its meaning and its check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRECISIONS = ("auto", "fp32", "bf16")
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    batch_size: int = 32
+    """Sequences per batch (parallel streams for truncated BPTT)."""
+    seq_len: int = 64
+    """Steps of truncated BPTT: the gradient flows at most this far back."""
+    lr: float = 2e-3
+    """Peak learning rate of AdamW."""
+    min_lr_ratio: float = 0.1
+    """The learning rate decays to lr * min_lr_ratio at the end of the schedule."""
+    schedule: str = "cosine"
+    """Decay after warm-up: cosine, linear or constant."""
+    warmup_steps: int = 100
+    """Linear warm-up from 0 to lr over this many steps."""
+    weight_decay: float = 0.0
+    """AdamW's decoupled weight decay (matrices only; biases, norms and embeddings are left alone)."""
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 5.0
+    """Clip the global gradient norm to this; 0 turns clipping off."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps; 0 means no step limit (then max_minutes must be set)."""
+    max_minutes: float = 0.0
+    """Stop after this much training time; 0 means no time limit. With it, a cosine or linear schedule
+    follows elapsed time when max_steps is 0 (not deterministic across machines)."""
+    eval_interval: int = 200
+    """Evaluate on the validation split every this many steps (and at the end)."""
+    eval_tokens: int = 200_000
+    """Evaluate on at most this many validation tokens (0: all of them)."""
+    sample_length: int = 200
+    """Characters of sample text printed at each evaluation (0: none)."""
+    checkpoint_interval: int = 500
+    """Write the last checkpoint every this many steps (and at every evaluation and at the end)."""
+    log_interval: int = 50
+    """Write a metrics.jsonl line every this many steps."""
+    seed: int = 1337
+    precision: str = "auto"
+    """fp32, bf16 (autocast), or auto: bf16 where the hardware runs it natively (AMX CPUs, recent GPUs)."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (cuda when available)."""
+    threads: int = 0
+    """CPU threads for torch (0: torch's default)."""
+    on_nan: str = "abort"
+    """When the loss becomes NaN/inf or explodes: abort (keep the last good checkpoint) or rollback
+    (reload it, halve the learning rate and go on)."""
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "seq_len", "eval_interval", "checkpoint_interval", "log_interval")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        for name in ("max_steps", "warmup_steps", "eval_tokens", "sample_length", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected 0 or more, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected a positive learning rate, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio: expected a value in [0, 1], got {self.min_lr_ratio}")
+        if self.max_minutes < 0 or self.grad_clip < 0 or self.weight_decay < 0:
+            raise ValueError("max_minutes, grad_clip, weight_decay: expected 0 or more")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError("beta1, beta2: expected values in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: expected one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.on_nan not in ("abort", "rollback"):
+            raise ValueError(f"on_nan: expected abort or rollback, got {self.on_nan!r}")

@@ -1,0 +1,535 @@
+"""The one training engine every task uses: loop, truncated BPTT carry, AMP, clipping, schedule,
+evaluation, checkpoints, metrics, signals and divergence handling.
+
+The trainer knows nothing of any task. A task (see :class:`Task`) hands it batches, a loss and an
+evaluation; the trainer hands back checkpoints and metrics. All state that a resume needs lives on the
+trainer and goes through :meth:`Trainer.state_dict` / :meth:`Trainer.load_state_dict`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.errors import TrainingError
+from rnnkit.train import checkpoint as ckpt
+from rnnkit.train.config import TrainConfig
+
+log = logging.getLogger("rnnkit")
+EXPLODE_FACTOR = 3.0  # abort when the loss exceeds 3x its first value, as char-rnn's train.lua does
+MAX_ROLLBACKS = 5
+
+
+class Task(Protocol):
+    """What a task gives the trainer."""
+
+    def next_batch(self) -> tuple[Any, bool]:
+        """The next training batch, and whether it starts a new pass (the carry is reset then)."""
+
+    def training_loss(self, model: nn.Module, batch: Any, carry: Any) -> tuple[Tensor, Any, int]:
+        """Mean loss over the batch's targets, the carry for the next batch, and the number of targets."""
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics; ``val_loss`` (lower is better) picks the best checkpoint."""
+
+    def data_state(self) -> dict:
+        """Where the data stream stands, as JSON."""
+
+    def load_data_state(self, state: dict) -> None: ...
+
+    def checkpoint_config(self) -> dict:
+        """The ``config.json`` of every checkpoint: enough to rebuild the model without other files."""
+
+    def on_evaluate(self, model: nn.Module, step: int) -> None:
+        """Called after each evaluation (the language model prints a sample here)."""
+
+
+# -------------------------------------------------------------------------------------------------
+# helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from rnnkit.errors import UsageError
+
+        raise UsageError("--device: CUDA was asked for but no CUDA device is available")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AMX or AVX512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` is bf16 where the hardware computes it natively, fp32 elsewhere.
+
+    On a CPU without AVX512-BF16 or AMX, oneDNN has no bf16 LSTM kernel at all (the fused call fails),
+    so an explicit ``bf16`` there is refused with a clear message rather than crashing mid-run.
+    """
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+    if name == "auto":
+        return "bf16" if native else "fp32"
+    if name == "bf16" and not native:
+        from rnnkit.errors import UsageError
+
+        where = "GPU" if device.type == "cuda" else "CPU (it lacks AVX512-BF16 and AMX)"
+        raise UsageError(f"--precision bf16: this {where} has no native bf16 kernels; use fp32")
+    return name
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def detach(carry: Any) -> Any:
+    """Cut the graph at a truncated-BPTT boundary, keeping the values (tensors, tuples, None)."""
+    if carry is None:
+        return None
+    if isinstance(carry, Tensor):
+        return carry.detach()
+    if isinstance(carry, tuple):
+        items = [detach(c) for c in carry]
+        return type(carry)(*items) if hasattr(carry, "_fields") else tuple(items)
+    if isinstance(carry, list):
+        return [detach(c) for c in carry]
+    raise TypeError(f"carry: cannot detach a {type(carry).__name__}")
+
+
+def _flatten_carry(carry: Any) -> dict[str, Tensor]:
+    if carry is None:
+        return {}
+    parts = (carry,) if isinstance(carry, Tensor) else tuple(carry)
+    return {f"carry.{i}": part for i, part in enumerate(parts)}
+
+
+def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
+    """Multiplier of the peak learning rate: linear warm-up, then the decay over ``progress`` in [0, 1]."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    low = config.min_lr_ratio
+    progress = min(max(progress, 0.0), 1.0)
+    if config.schedule == "cosine":
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+    if config.schedule == "linear":
+        return 1 - (1 - low) * progress
+    return 1.0
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices only (not on biases or embeddings)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (decay if param.dim() >= 2 and "embedding" not in name else no_decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), foreach=True)
+
+
+class _Signals:
+    """Turn SIGINT/SIGTERM into a flag the loop checks between steps; restores handlers on exit."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+# -------------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Trains ``model`` on ``task`` into ``run_dir``; resumable, crash-safe, task-agnostic.
+
+    Args:
+        model: the model, on the CPU; the trainer moves it to ``config.device``.
+        task: see :class:`Task`.
+        config: a :class:`TrainConfig`.
+        run_dir: where checkpoints and ``metrics.jsonl`` go. ``None`` writes nothing (for tests).
+        rank, world_size: set under DDP; only rank 0 writes.
+        progress: ``True`` shows a rich progress bar on the terminal.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        config: TrainConfig,
+        run_dir: Path | None = None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        progress: bool = False,
+        on_step: Callable[[Trainer], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.task = task
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.rank, self.world_size = rank, world_size
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.model = model.to(self.device)
+        self.train_model: nn.Module = self.model
+        self.optimizer = make_optimizer(self.model, config)
+        self.progress = progress
+        self.on_step = on_step
+        # everything below is resume state
+        self.step = 0
+        self.tokens_seen = 0
+        self.elapsed = 0.0  # seconds of training, evaluation and checkpoints excluded
+        self.best_val = math.inf
+        self.first_loss: float | None = None
+        self.lr_scale = 1.0
+        self.rollbacks = 0
+        self.carry: Any = None
+        self.last_eval: dict[str, float] = {}
+
+    # ---------------------------------------------------------------------------------------------
+    # state
+
+    def state_dict(self) -> tuple[dict[str, Tensor], dict]:
+        """Resume state: tensors (optimizer, carried hidden state, RNG) and JSON (everything else)."""
+        opt = self.optimizer.state_dict()
+        tensors: dict[str, Tensor] = {}
+        scalars: dict[str, dict] = {}
+        for index, state in opt["state"].items():
+            for key, value in state.items():
+                if isinstance(value, Tensor):
+                    tensors[f"optim.{index}.{key}"] = value
+                else:
+                    scalars.setdefault(str(index), {})[key] = value
+        tensors.update(_flatten_carry(self.carry))
+        tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        groups = [
+            {k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
+            for g in opt["param_groups"]
+        ]
+        meta = {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "elapsed": self.elapsed,
+            "best_val": None if math.isinf(self.best_val) else self.best_val,
+            "first_loss": self.first_loss,
+            "lr_scale": self.lr_scale,
+            "rollbacks": self.rollbacks,
+            "carry": None
+            if self.carry is None
+            else ("tensor" if isinstance(self.carry, Tensor) else "tuple"),
+            "carry_parts": len(_flatten_carry(self.carry)),
+            "optimizer": {"param_groups": groups, "scalars": scalars},
+            "data": self.task.data_state(),
+            "precision": self.precision,
+            "world_size": self.world_size,
+        }
+        return tensors, meta
+
+    def load_state_dict(self, tensors: dict[str, Tensor], meta: dict) -> None:
+        opt_state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                opt_state.setdefault(int(index), {})[name] = value.to(self.device)
+        for index, values in meta["optimizer"].get("scalars", {}).items():
+            opt_state.setdefault(int(index), {}).update(values)
+        self.optimizer.load_state_dict(
+            {"state": opt_state, "param_groups": meta["optimizer"]["param_groups"]}
+        )
+        parts = [tensors[f"carry.{i}"].to(self.device) for i in range(meta.get("carry_parts", 0))]
+        if meta.get("carry") == "tensor":
+            self.carry = parts[0]
+        elif meta.get("carry") == "tuple":
+            self.carry = self.task.make_carry(parts) if hasattr(self.task, "make_carry") else tuple(parts)
+        else:
+            self.carry = None
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.step = int(meta["step"])
+        self.tokens_seen = int(meta["tokens_seen"])
+        self.elapsed = float(meta["elapsed"])
+        self.best_val = math.inf if meta["best_val"] is None else float(meta["best_val"])
+        self.first_loss = meta["first_loss"]
+        self.lr_scale = float(meta.get("lr_scale", 1.0))
+        self.rollbacks = int(meta.get("rollbacks", 0))
+        self.task.load_data_state(meta["data"])
+
+    def resume(self, which: str = "last") -> str:
+        """Load model, optimizer, RNG, data position and counters from the run; the checkpoint's name."""
+        assert self.run_dir is not None
+        loaded = ckpt.load_checkpoint(self.run_dir, which, with_state=True)
+        self.model.load_state_dict(loaded.model_state)
+        self.load_state_dict(loaded.state_tensors, loaded.trainer_state)
+        return loaded.name
+
+    # ---------------------------------------------------------------------------------------------
+    # writing
+
+    @property
+    def writes(self) -> bool:
+        return self.run_dir is not None and self.rank == 0
+
+    def save(self, best: bool = False) -> str | None:
+        if not self.writes:
+            return None
+        tensors, meta = self.state_dict()
+        return ckpt.save_checkpoint(
+            self.run_dir,
+            self.step,
+            model_state=self.model.state_dict(),
+            config=self.task.checkpoint_config(),
+            state_tensors=tensors,
+            trainer_state=meta,
+            best=best,
+        )
+
+    def log_metrics(self, record: dict) -> None:
+        """Append one line to metrics.jsonl, flushed and fsynced (a torn last line is ignored on read)."""
+        if not self.writes:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def trim_metrics(self) -> None:
+        """On resume, drop metrics logged after the checkpoint: those steps will be trained again."""
+        if not self.writes:
+            return
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text("utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= self.step:
+                kept.append(line)
+        ckpt.atomic_write(path, "".join(line + "\n" for line in kept).encode("utf-8"))
+
+    # ---------------------------------------------------------------------------------------------
+    # the loop
+
+    def _progress_fraction(self) -> float:
+        c = self.config
+        if c.max_steps:
+            return self.step / c.max_steps
+        if c.max_minutes:
+            return self.elapsed / (60 * c.max_minutes)
+        return 0.0
+
+    def _done(self) -> bool:
+        c = self.config
+        return bool(
+            (c.max_steps and self.step >= c.max_steps)
+            or (c.max_minutes and self.elapsed >= 60 * c.max_minutes)
+        )
+
+    def _set_lr(self) -> float:
+        lr = self.config.lr * self.lr_scale * lr_factor(self.config, self.step, self._progress_fraction())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step on the next batch; raises :class:`TrainingError` on divergence."""
+        self.train_model.train()
+        batch, new_pass = self.task.next_batch()
+        if new_pass:
+            self.carry = None
+        lr = self._set_lr()
+        with autocast(self.device, self.precision):
+            loss, carry, count = self.task.training_loss(self.train_model, batch, self.carry)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingError(f"the loss became {value} at step {self.step + 1}")
+        if self.first_loss is None:
+            self.first_loss = value
+        elif value > EXPLODE_FACTOR * self.first_loss:
+            raise TrainingError(
+                f"the loss exploded at step {self.step + 1} ({value:.3f} > {EXPLODE_FACTOR:g} x the first, "
+                f"{self.first_loss:.3f}); try a lower --lr or --grad-clip"
+            )
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.config.grad_clip if self.config.grad_clip else float("inf")
+        )
+        if not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingError(f"the gradient became {float(norm)} at step {self.step + 1}")
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.carry = detach(carry)
+        self.step += 1
+        self.tokens_seen += count * self.world_size
+        return {"loss": value, "lr": lr, "grad_norm": float(norm), "tokens": count}
+
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        with torch.no_grad(), autocast(self.device, self.precision):
+            metrics = self.task.evaluate(self.model)
+        self.model.train()
+        self.last_eval = metrics
+        return metrics
+
+    def fit(self) -> dict[str, Any]:
+        """Train until ``max_steps`` or ``max_minutes``; returns a summary. Saves on SIGINT/SIGTERM."""
+        c = self.config
+        if not c.max_steps and not c.max_minutes:
+            from rnnkit.errors import UsageError
+
+            raise UsageError("set --max-steps or --max-minutes (or both)")
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        window_tokens, window_time, window_loss, window_steps = 0, 0.0, 0.0, 0
+        summary: dict[str, Any] = {"stopped": "done"}
+        bar = _Bar(self) if self.progress and self.rank == 0 else None
+        with _Signals() as signals, bar or contextlib.nullcontext():
+            while not self._done():
+                started = time.perf_counter()
+                try:
+                    stats = self.train_step()
+                except TrainingError as exc:
+                    if c.on_nan == "rollback" and self.writes and self.rollbacks < MAX_ROLLBACKS:
+                        rollbacks, scale = self.rollbacks + 1, self.lr_scale * 0.5
+                        name = self.resume("last")
+                        self.rollbacks, self.lr_scale = rollbacks, scale
+                        log.warning("%s; rolled back to %s, learning rate x%g", exc, name, self.lr_scale)
+                        continue
+                    if self.writes:
+                        raise TrainingError(
+                            f"{exc}; the last good checkpoint in {self.run_dir} is intact"
+                        ) from None
+                    raise
+                spent = time.perf_counter() - started
+                self.elapsed += spent
+                window_tokens += stats["tokens"]
+                window_time += spent
+                window_loss += stats["loss"]
+                window_steps += 1
+                if bar:
+                    bar.update(stats["loss"], window_tokens / max(window_time, 1e-9))
+                if self.on_step:
+                    self.on_step(self)
+                last = self._done()
+                if self.step % c.log_interval == 0 or last:
+                    self.log_metrics(
+                        {
+                            "step": self.step,
+                            "elapsed": round(self.elapsed, 3),
+                            "train_loss": round(window_loss / window_steps, 5),
+                            "lr": stats["lr"],
+                            "grad_norm": round(stats["grad_norm"], 4),
+                            "tokens_per_s": round(window_tokens / max(window_time, 1e-9), 1),
+                            "tokens_seen": self.tokens_seen,
+                        }
+                    )
+                    summary["train_loss"] = window_loss / window_steps
+                    summary["tokens_per_s"] = window_tokens / max(window_time, 1e-9)
+                    window_tokens, window_time, window_loss, window_steps = 0, 0.0, 0.0, 0
+                if self.step % c.eval_interval == 0 or last:
+                    self._evaluate_and_save()
+                elif self.step % c.checkpoint_interval == 0:
+                    self.save()
+                if signals.received is not None and not last:
+                    self._evaluate_and_save(evaluate=False)
+                    summary["stopped"] = signal.Signals(signals.received).name
+                    break
+        summary.update(step=self.step, elapsed=self.elapsed, best_val=self.best_val, **self.last_eval)
+        return summary
+
+    def _evaluate_and_save(self, evaluate: bool = True) -> None:
+        metrics = self.evaluate() if evaluate else {}
+        val = metrics.get("val_loss")
+        best = val is not None and val < self.best_val
+        if best:
+            self.best_val = val
+        if metrics:
+            self.log_metrics({"step": self.step, "elapsed": round(self.elapsed, 3), **metrics})
+            text = " | ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            log.info("step %d | %s%s", self.step, text, " (best)" if best else "")
+        self.save(best=best or math.isinf(self.best_val))
+        if evaluate and self.rank == 0:
+            self.model.eval()
+            self.task.on_evaluate(self.model, self.step)
+            self.model.train()
+
+
+class _Bar:
+    """A rich progress bar over steps (or over seconds when only --max-minutes is set)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from rnnkit.console import stderr
+
+        self.trainer = trainer
+        c = trainer.config
+        self.by_steps = bool(c.max_steps)
+        total = c.max_steps if self.by_steps else 60 * c.max_minutes
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TextColumn("step {task.fields[step]}"),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TextColumn("{task.fields[speed]:,.0f} chars/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=False,
+        )
+        self.task_id = self.progress.add_task("train", total=total, step=0, loss=float("nan"), speed=0.0)
+
+    def __enter__(self) -> _Bar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def update(self, loss: float, speed: float) -> None:
+        t = self.trainer
+        done = t.step if self.by_steps else t.elapsed
+        self.progress.update(self.task_id, completed=done, step=t.step, loss=loss, speed=speed)

@@ -1,0 +1,139 @@
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+from tests.helpers import text_corpus, tiny_config, tiny_corpus
+
+from rnnkit.errors import TrainingError, UsageError
+from rnnkit.tasks.lm import LMTask, build_model, train_lm
+from rnnkit.train import TrainConfig, Trainer
+from rnnkit.train.trainer import lr_factor
+
+
+def weights(run_dir):
+    from rnnkit.tasks.lm import load_lm
+
+    return load_lm(run_dir, "last").model.state_dict()
+
+
+def test_overfits_one_tiny_batch(tmp_path):
+    corpus = tiny_corpus(tmp_path, chars=2_000)
+    config = tiny_config(tmp_path, max_steps=300, lr=1e-2, warmup_steps=0, batch_size=4, seq_len=16)
+    config.model.hidden_size = 64
+    torch.manual_seed(0)
+    model = build_model(config, len(corpus.vocab))
+    task = LMTask(config, corpus)
+    batch = task.batcher.batch(0)
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(300):
+        loss, _, _ = task.training_loss(model, batch, None)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+
+
+def test_training_lowers_validation_loss_and_writes_metrics(tmp_path):
+    source = text_corpus(tmp_path / "t.txt", 30_000)
+    config = tiny_config(source, max_steps=120, eval_interval=60, lr=1e-2)
+    summary = train_lm(config, tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    vals = [x["val_loss"] for x in lines if "val_loss" in x]
+    assert len(vals) == 2 and vals[-1] < vals[0] < math.log(len(set(source.read_text())) + 1) + 0.5
+    train_lines = [x for x in lines if "train_loss" in x]
+    assert {"step", "elapsed", "train_loss", "tokens_per_s"} <= set(train_lines[0])
+    assert summary["step"] == 120 and summary["val_loss"] == pytest.approx(vals[-1])
+
+
+def interrupt_at(step):
+    def hook(trainer):
+        if trainer.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return hook
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    source = text_corpus(tmp_path / "t.txt", 20_000)
+    config = tiny_config(source, max_steps=40, eval_interval=15, checkpoint_interval=7)
+    config.model.dropout = 0.2  # dropout draws random numbers: the RNG state must resume too
+    config.model.num_layers = 2
+    train_lm(config, tmp_path / "straight")
+
+    summary = train_lm(config, tmp_path / "broken", on_step=interrupt_at(23))
+    assert summary["stopped"] == "SIGINT" and summary["step"] == 23
+    summary = train_lm(config, tmp_path / "broken", resume=True)
+    assert summary["step"] == 40
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "broken")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "broken" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # metrics after the checkpoint were dropped, not duplicated
+
+
+def test_nan_loss_aborts_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    source = text_corpus(tmp_path / "t.txt", 20_000)
+    config = tiny_config(source, max_steps=30, eval_interval=10)
+    import rnnkit.tasks.lm as lm
+
+    real = lm.LMTask.training_loss
+    calls = {"n": 0}
+
+    def poisoned(self, model, batch, carry):
+        calls["n"] += 1
+        loss, state, count = real(self, model, batch, carry)
+        return (loss * float("nan") if calls["n"] == 15 else loss), state, count
+
+    monkeypatch.setattr(lm.LMTask, "training_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"nan at step 15.*last good checkpoint .* is intact"):
+        train_lm(config, tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["last"] == "ckpt-000010"
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
+
+
+def test_nan_rollback_goes_on_with_half_the_learning_rate(tmp_path, monkeypatch):
+    source = text_corpus(tmp_path / "t.txt", 20_000)
+    config = tiny_config(source, max_steps=30, eval_interval=10, on_nan="rollback")
+    import rnnkit.tasks.lm as lm
+
+    real = lm.LMTask.training_loss
+    calls = {"n": 0}
+
+    def poisoned(self, model, batch, carry):
+        calls["n"] += 1
+        loss, state, count = real(self, model, batch, carry)
+        return (loss * float("nan") if calls["n"] == 15 else loss), state, count
+
+    monkeypatch.setattr(lm.LMTask, "training_loss", poisoned)
+    summary = train_lm(config, tmp_path / "run")
+    assert summary["step"] == 30
+    state = json.loads((tmp_path / "run" / "ckpt-000030" / "trainer.json").read_text())
+    assert state["lr_scale"] == 0.5 and state["rollbacks"] == 1
+
+
+def test_schedule_warms_up_then_decays():
+    config = TrainConfig(warmup_steps=10, lr=1.0, min_lr_ratio=0.1, max_steps=100)
+    assert lr_factor(config, 0, 0.0) == pytest.approx(0.1)
+    assert lr_factor(config, 9, 0.09) == pytest.approx(1.0)
+    assert lr_factor(config, 50, 0.5) == pytest.approx(0.55)
+    assert lr_factor(config, 100, 1.0) == pytest.approx(0.1)
+
+
+def test_fit_needs_a_stopping_rule(tmp_path):
+    corpus = tiny_corpus(tmp_path)
+    config = tiny_config(tmp_path, max_steps=0)
+    trainer = Trainer(build_model(config, len(corpus.vocab)), LMTask(config, corpus), config.train)
+    with pytest.raises(UsageError, match="max-steps"):
+        trainer.fit()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("batch_size", 0), ("lr", -1.0), ("precision", "fp8"), ("schedule", "x")]
+)
+def test_train_config_validates(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
