@@ -74,9 +74,9 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert steps == sorted(steps)  # metrics after the checkpoint were dropped, not duplicated
 
 
-def test_nan_loss_aborts_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    source = text_corpus(tmp_path / "t.txt", 20_000)
-    config = tiny_config(source, max_steps=30, eval_interval=10)
+@pytest.fixture
+def nan_at_step_15(monkeypatch):
+    """Make the 15th training loss NaN, as a diverging run would."""
     import rnnkit.tasks.lm as lm
 
     real = lm.LMTask.training_loss
@@ -88,6 +88,11 @@ def test_nan_loss_aborts_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         return (loss * float("nan") if calls["n"] == 15 else loss), state, count
 
     monkeypatch.setattr(lm.LMTask, "training_loss", poisoned)
+
+
+def test_nan_loss_aborts_and_keeps_last_good_checkpoint(tmp_path, nan_at_step_15):
+    source = text_corpus(tmp_path / "t.txt", 20_000)
+    config = tiny_config(source, max_steps=30, eval_interval=10)
     with pytest.raises(TrainingError, match=r"nan at step 15.*last good checkpoint .* is intact"):
         train_lm(config, tmp_path / "run")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
@@ -95,20 +100,9 @@ def test_nan_loss_aborts_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
 
 
-def test_nan_rollback_goes_on_with_half_the_learning_rate(tmp_path, monkeypatch):
+def test_nan_rollback_goes_on_with_half_the_learning_rate(tmp_path, nan_at_step_15):
     source = text_corpus(tmp_path / "t.txt", 20_000)
     config = tiny_config(source, max_steps=30, eval_interval=10, on_nan="rollback")
-    import rnnkit.tasks.lm as lm
-
-    real = lm.LMTask.training_loss
-    calls = {"n": 0}
-
-    def poisoned(self, model, batch, carry):
-        calls["n"] += 1
-        loss, state, count = real(self, model, batch, carry)
-        return (loss * float("nan") if calls["n"] == 15 else loss), state, count
-
-    monkeypatch.setattr(lm.LMTask, "training_loss", poisoned)
     summary = train_lm(config, tmp_path / "run")
     assert summary["step"] == 30
     state = json.loads((tmp_path / "run" / "ckpt-000030" / "trainer.json").read_text())

@@ -263,7 +263,7 @@ def encode_corpus(
     boundary: int | None = None
     if split == "tail":
         total = sum(len(chunk) for _, chunk in pieces())
-        boundary = total - round(total * val_fraction)
+        boundary = int(total * (1.0 - val_fraction))  # as nanoGPT: data[:int(n * 0.9)]
     elif split != "files":
         raise ValueError(f"split: expected 'tail' or 'files', got {split!r}")
 

@@ -70,9 +70,7 @@ class CellBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        reset_uniform(self, self.hidden_size)
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
@@ -284,6 +282,13 @@ def cell_class(name: str) -> type[CellBase]:
         return CELLS[name]
     except (KeyError, TypeError):
         raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {name!r}") from None
+
+
+def reset_uniform(module: nn.Module, hidden_size: int) -> None:
+    """PyTorch's RNN initialisation: every parameter from U(-1/sqrt(H), 1/sqrt(H))."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    for weight in module.parameters():
+        nn.init.uniform_(weight, -bound, bound)
 
 
 def check_sizes(input_size: int, hidden_size: int) -> None:

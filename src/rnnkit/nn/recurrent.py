@@ -21,7 +21,6 @@ arXiv:1303.5778 (deep bidirectional stacks).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -29,7 +28,7 @@ from torch import _VF, Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.nn.cells import LSTMCell, LSTMState, State, cell_class, check_sizes
+from rnnkit.nn.cells import LSTMCell, LSTMState, State, cell_class, check_sizes, reset_uniform
 
 BACKENDS = ("fused", "unrolled")
 
@@ -166,9 +165,7 @@ class Recurrent(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        reset_uniform(self, self.hidden_size)
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}, cell={self.cell!r}"

@@ -137,41 +137,46 @@ def preset_tiny() -> LMConfig:
 
 
 def preset_demo() -> LMConfig:
-    """``make demo``: about two minutes on two CPU cores, on the Python standard library."""
+    """``make demo``: two minutes on two CPU cores, on the Python standard library."""
     return _preset(
         "demo",
-        {"embedding_size": 64, "hidden_size": 256, "num_layers": 2},
+        {"embedding_size": 64, "hidden_size": 512, "num_layers": 1},
         {
-            "batch_size": 32,
-            "seq_len": 64,
-            "lr": 3e-3,
+            "batch_size": 16,
+            "seq_len": 100,
+            "lr": 6e-3,
             "max_minutes": 2.0,
-            "eval_interval": 400,
+            "eval_interval": 100_000,
             "warmup_steps": 50,
             "eval_tokens": 100_000,
             "sample_length": 300,
+            "min_lr_ratio": 0.05,
         },
     )
 
 
 def preset_small() -> LMConfig:
-    """A good default for a few MB of text on a laptop CPU."""
+    """A good default for a few MB of any text on a laptop CPU."""
     return _preset(
         "small",
-        {"embedding_size": 128, "hidden_size": 256, "num_layers": 2, "dropout": 0.1},
-        {"batch_size": 32, "seq_len": 100, "lr": 3e-3, "max_minutes": 15.0},
+        {"embedding_size": 64, "hidden_size": 256, "num_layers": 2, "dropout": 0.1},
+        {"batch_size": 16, "seq_len": 100, "lr": 4e-3, "max_minutes": 15.0, "warmup_steps": 50},
     )
 
 
 def preset_shakespeare() -> LMConfig:
-    """Tiny Shakespeare: the last 10% held out, as nanoGPT splits it."""
+    """Tiny Shakespeare: the last 10% held out, as nanoGPT splits it; tuned for 5 minutes on 2 CPU cores.
+
+    The size, batch and learning rate were chosen by 90-second probes on a development split cut from
+    the training 90% (never on the validation 10%); see docs/shakespeare.md.
+    """
     return _preset(
         "shakespeare",
-        {"embedding_size": 64, "hidden_size": 512, "num_layers": 2, "dropout": 0.0},
+        {"embedding_size": 64, "hidden_size": 512, "num_layers": 1, "dropout": 0.0},
         {
-            "batch_size": 32,
+            "batch_size": 16,
             "seq_len": 100,
-            "lr": 4e-3,
+            "lr": 6e-3,
             "max_minutes": 5.0,
             "warmup_steps": 50,
             "eval_interval": 500,
@@ -186,18 +191,33 @@ def preset_poetry() -> LMConfig:
     """Chinese poems (Char-RNN-TensorFlow's poetry.txt or chinese-poetry JSON): 3,500 characters kept."""
     return _preset(
         "poetry",
-        {"embedding_size": 128, "hidden_size": 512, "num_layers": 2, "dropout": 0.0},
-        {"batch_size": 32, "seq_len": 64, "lr": 3e-3, "max_minutes": 15.0, "eval_interval": 500},
+        {"embedding_size": 128, "hidden_size": 512, "num_layers": 1, "dropout": 0.0},
+        {
+            "batch_size": 16,
+            "seq_len": 64,
+            "lr": 5e-3,
+            "max_minutes": 15.0,
+            "eval_interval": 1000,
+            "warmup_steps": 50,
+            "min_lr_ratio": 0.05,
+        },
         {"max_vocab": 3500, "val_fraction": 0.05},
     )
 
 
 def preset_lyrics() -> LMConfig:
-    """Song lyrics (jay.txt): a small corpus, so more dropout."""
+    """Song lyrics (jay.txt, 65k characters): a small corpus, so a small model and more dropout."""
     return _preset(
         "lyrics",
-        {"embedding_size": 128, "hidden_size": 256, "num_layers": 2, "dropout": 0.3},
-        {"batch_size": 32, "seq_len": 50, "lr": 2e-3, "max_minutes": 10.0, "eval_interval": 200},
+        {"embedding_size": 128, "hidden_size": 256, "num_layers": 1, "dropout": 0.3},
+        {
+            "batch_size": 16,
+            "seq_len": 50,
+            "lr": 3e-3,
+            "max_minutes": 5.0,
+            "eval_interval": 200,
+            "warmup_steps": 50,
+        },
         {"max_vocab": 3500, "val_fraction": 0.05},
     )
 
@@ -206,8 +226,16 @@ def preset_code() -> LMConfig:
     """Source code (the Python standard library by default)."""
     return _preset(
         "code",
-        {"embedding_size": 64, "hidden_size": 512, "num_layers": 2, "dropout": 0.0},
-        {"batch_size": 32, "seq_len": 100, "lr": 3e-3, "max_minutes": 15.0, "eval_interval": 1000},
+        {"embedding_size": 64, "hidden_size": 512, "num_layers": 1, "dropout": 0.0},
+        {
+            "batch_size": 16,
+            "seq_len": 100,
+            "lr": 6e-3,
+            "max_minutes": 15.0,
+            "eval_interval": 1000,
+            "warmup_steps": 50,
+            "min_lr_ratio": 0.05,
+        },
     )
 
 
@@ -547,6 +575,7 @@ def train_lm(
         trainer.device,
     )
     summary = trainer.fit()
-    summary["run_dir"] = str(out)
-    summary["parameters"] = params
+    summary.update(
+        run_dir=str(out), parameters=params, precision=trainer.precision, device=str(trainer.device)
+    )
     return summary

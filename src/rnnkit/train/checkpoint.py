@@ -168,7 +168,8 @@ def save_checkpoint(
         run_dir / MANIFEST, {"format": FORMAT_VERSION, "last": name, "best": best_name, "checkpoints": keep}
     )
     for entry in run_dir.iterdir():  # only now is it safe to drop what the manifest no longer names
-        if entry.is_dir() and entry.name.startswith("ckpt-") and entry.name not in keep:
+        stale_tmp = entry.name.startswith(".tmp-ckpt-")  # left by a process killed mid-write
+        if entry.is_dir() and (stale_tmp or (entry.name.startswith("ckpt-") and entry.name not in keep)):
             shutil.rmtree(entry, ignore_errors=True)
     return name
 

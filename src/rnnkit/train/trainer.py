@@ -207,7 +207,6 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         self.model = model.to(self.device)
-        self.train_model: nn.Module = self.model
         self.optimizer = make_optimizer(self.model, config)
         self.progress = progress
         self.on_step = on_step
@@ -240,10 +239,6 @@ class Trainer:
         tensors["rng.torch"] = torch.get_rng_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        groups = [
-            {k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
-            for g in opt["param_groups"]
-        ]
         meta = {
             "step": self.step,
             "tokens_seen": self.tokens_seen,
@@ -256,7 +251,7 @@ class Trainer:
             if self.carry is None
             else ("tensor" if isinstance(self.carry, Tensor) else "tuple"),
             "carry_parts": len(_flatten_carry(self.carry)),
-            "optimizer": {"param_groups": groups, "scalars": scalars},
+            "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
             "data": self.task.data_state(),
             "precision": self.precision,
             "world_size": self.world_size,
@@ -374,13 +369,13 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step on the next batch; raises :class:`TrainingError` on divergence."""
-        self.train_model.train()
+        self.model.train()
         batch, new_pass = self.task.next_batch()
         if new_pass:
             self.carry = None
         lr = self._set_lr()
         with autocast(self.device, self.precision):
-            loss, carry, count = self.task.training_loss(self.train_model, batch, self.carry)
+            loss, carry, count = self.task.training_loss(self.model, batch, self.carry)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingError(f"the loss became {value} at step {self.step + 1}")
@@ -477,6 +472,7 @@ class Trainer:
                     summary["stopped"] = signal.Signals(signals.received).name
                     break
         summary.update(step=self.step, elapsed=self.elapsed, best_val=self.best_val, **self.last_eval)
+        summary["tokens_per_s"] = self.tokens_seen / self.world_size / max(self.elapsed, 1e-9)  # whole run
         return summary
 
     def _evaluate_and_save(self, evaluate: bool = True) -> None:
