@@ -7,6 +7,7 @@ import platform
 from pathlib import Path
 
 import torch
+from torch import nn
 
 
 def data_dir() -> Path:
@@ -30,3 +31,17 @@ def machine() -> str:
     if torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name()}"
     return text
+
+
+class PlainLSTM(nn.Module):
+    """The hand-written baseline: nn.Embedding + nn.LSTM + nn.Linear, plain PyTorch, nothing of rnnkit."""
+
+    def __init__(self, vocab: int, hidden: int = 256, layers: int = 2, embedding: int = 64):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, embedding)
+        self.lstm = nn.LSTM(embedding, hidden, layers, batch_first=True)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, ids, state=None):
+        out, state = self.lstm(self.embedding(ids), state)
+        return self.head(out), state

@@ -27,27 +27,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common import data_dir, machine
+from common import PlainLSTM, data_dir, machine
 from rnnkit.data.batching import StreamBatcher
 from rnnkit.tasks.lm import get_preset, load_lm, score_tokens, train_lm
 from rnnkit.train.checkpoint import load_checkpoint
 
 
-class Baseline(nn.Module):
-    def __init__(self, vocab: int, hidden: int = 256, layers: int = 2, embedding: int = 64):
-        super().__init__()
-        self.embedding = nn.Embedding(vocab, embedding)
-        self.lstm = nn.LSTM(embedding, hidden, layers, batch_first=True)
-        self.head = nn.Linear(hidden, vocab)
-
-    def forward(self, ids, state=None):
-        out, state = self.lstm(self.embedding(ids), state)
-        return self.head(out), state
-
-
-def train_baseline(train_tokens, vocab_size: int, seconds: float, seed: int) -> tuple[Baseline, dict]:
+def train_baseline(train_tokens, vocab_size: int, seconds: float, seed: int) -> tuple[PlainLSTM, dict]:
     torch.manual_seed(seed)
-    model = Baseline(vocab_size)
+    model = PlainLSTM(vocab_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     batcher = StreamBatcher(train_tokens, 32, 100)
     state, elapsed, steps, tokens, index = None, 0.0, 0, 0, 0

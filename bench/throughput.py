@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common import machine
+from common import PlainLSTM, machine
 from rnnkit.tasks.lm import CharLM, ModelConfig
 from rnnkit.train.trainer import autocast, cpu_has_native_bf16, detach
 
@@ -39,18 +39,6 @@ def flops_per_char(cell: str, layers: int, hidden: int) -> float:
     g = GATES[cell]
     macs = g * hidden * (EMBED + hidden) + g * hidden * 2 * hidden * (layers - 1) + hidden * VOCAB
     return 3 * 2 * macs
-
-
-class TorchLSTM(nn.Module):
-    def __init__(self, hidden, layers):
-        super().__init__()
-        self.embedding = nn.Embedding(VOCAB, EMBED)
-        self.rnn = nn.LSTM(EMBED, hidden, layers, batch_first=True)
-        self.head = nn.Linear(hidden, VOCAB)
-
-    def forward(self, ids, state=None):
-        out, state = self.rnn(self.embedding(ids), state)
-        return self.head(out), state
 
 
 class CellLoop(nn.Module):
@@ -195,7 +183,12 @@ def main() -> None:
                 "hand-written nn.LSTM",
                 "fp32",
                 time_training(
-                    TorchLSTM(hidden, layers), device, "fp32", args.batch, args.steps, args.seconds
+                    PlainLSTM(VOCAB, hidden, layers, EMBED),
+                    device,
+                    "fp32",
+                    args.batch,
+                    args.steps,
+                    args.seconds,
                 ),
                 flops,
                 None,

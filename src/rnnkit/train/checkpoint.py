@@ -90,19 +90,25 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _parse_json(data: bytes, path: Path, what: str, key: str) -> dict:
+    """A JSON object whose ``key`` is this rnnkit's format version, or a one-line CheckpointError."""
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: corrupt {what} (not JSON)") from None
+    if not isinstance(obj, dict) or obj.get(key) != FORMAT_VERSION:
+        found = obj.get(key) if isinstance(obj, dict) else None
+        raise CheckpointError(f"{path}: {what} format {found!r}, this rnnkit reads format {FORMAT_VERSION}")
+    return obj
+
+
 def read_manifest(run_dir: Path) -> dict:
     path = Path(run_dir) / MANIFEST
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder")
     if not path.is_file():
         raise CheckpointError(f"{run_dir}: not a run folder with a checkpoint (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path}: corrupt manifest (not JSON)") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise CheckpointError(f"{path}: format {found!r}, this rnnkit reads format {FORMAT_VERSION}")
+    manifest = _parse_json(path.read_bytes(), path, "manifest", "format")
     if (
         not isinstance(manifest.get("checkpoints"), dict)
         or manifest.get("last") not in manifest["checkpoints"]
@@ -220,13 +226,7 @@ def load_checkpoint(
         raise CheckpointError(f"{run_dir / MANIFEST}: checkpoint {name!r} is not listed")
     folder = run_dir / name
     config_bytes = _read_verified(folder, CONFIG_FILE, sums.get(CONFIG_FILE))
-    try:
-        config = json.loads(config_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{folder / CONFIG_FILE}: not JSON") from None
-    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
-        found = config.get("format_version") if isinstance(config, dict) else None
-        raise CheckpointError(f"{folder}: checkpoint format {found!r}, this rnnkit reads {FORMAT_VERSION}")
+    config = _parse_json(config_bytes, folder / CONFIG_FILE, "checkpoint", "format_version")
     if task is not None and config.get("task") != task:
         raise CheckpointError(f"{run_dir}: a {config.get('task')!r} checkpoint, not a {task!r} one")
     model_bytes = _read_verified(folder, MODEL_FILE, sums.get(MODEL_FILE))
