@@ -221,12 +221,11 @@ def beam_search(
     *,
     form: PoemForm | None = None,
     banned: Sequence[int] = (),
-    length_penalty: float = 0.0,
 ) -> list[int]:
     """The most likely continuation of ``prime`` found by beam search (sum of log-probabilities).
 
     With a ``form`` every beam obeys it, and the search ends when the form is complete. All beams have
-    the same length, so ``length_penalty`` only matters for future stopping rules; kept at 0 here.
+    the same length, so no length normalisation is needed.
     """
     if beam_size < 1:
         raise UsageError(f"--beam: expected 1 or more, got {beam_size}")
