@@ -9,8 +9,11 @@ configs, on :class:`rnnkit.train.Trainer`.
 
 from __future__ import annotations
 
+import codecs
+import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +91,10 @@ class DataConfig:
             raise ValueError(f"split: expected auto, tail or files, got {self.split!r}")
         if self.errors not in ("strict", "replace"):
             raise ValueError(f"errors: expected strict or replace, got {self.errors!r}")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"encoding: unknown text encoding {self.encoding!r}") from None
         if not self.sources:
             raise ValueError("sources: expected at least one input")
 
@@ -473,7 +480,63 @@ def generate_text(
 # a whole training run
 
 
-def _prepare_run_dir(out: Path, force: bool) -> None:
+def _barrier(world_size: int) -> None:
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _encode_then_commit(config: LMConfig, out: Path, force: bool, world_size: int) -> EncodedCorpus:
+    """Encode the corpus beside ``out`` and check that training can start; only then make the run folder.
+
+    Bad input (a missing, empty or undecodable file, a corpus too small for one batch) therefore
+    leaves no trace, and ``--force`` replaces an old run only once the new one is known to start.
+    """
+    import shutil
+    import tempfile
+
+    from rnnkit.data.corpus import encode_corpus, resolve_sources
+    from rnnkit.train.checkpoint import atomic_write_json
+
+    _check_run_dir(out, force)
+    d = config.data
+    docs = resolve_sources(d.sources)
+    anchor = out.parent
+    while not anchor.is_dir():  # stage on the same file system as the run folder, so rename works
+        anchor = anchor.parent
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=anchor))
+    try:
+        corpus = encode_corpus(
+            docs,
+            staging / "data",
+            vocab_kind=d.vocab,
+            max_vocab=d.max_vocab or None,
+            val_fraction=d.val_fraction,
+            split=d.resolved_split(),
+            encoding=d.encoding,
+            errors=d.errors,
+        )
+        LMTask(config, corpus, world_size=world_size)  # raises if one batch cannot be filled
+        info = {**corpus.to_dict(), "vocab": corpus.vocab.to_dict()}
+        atomic_write_json(staging / "data" / "corpus.json", info)
+        _prepare_run_dir(out, force)
+        os.replace(staging / "data", out / "data")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_json(out / "config.json", to_dict(config))
+    log.info(
+        "corpus: %d files, %s training and %s validation tokens, vocabulary of %d",
+        corpus.documents,
+        f"{corpus.train_tokens:,}",
+        f"{corpus.val_tokens:,}",
+        len(corpus.vocab),
+    )
+    return EncodedCorpus.load(out / "data", corpus.vocab, info)
+
+
+def _check_run_dir(out: Path, force: bool) -> None:
+    """Refuse a run folder we may not (re)place; changes nothing."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -485,6 +548,11 @@ def _prepare_run_dir(out: Path, force: bool) -> None:
             raise UsageError(
                 f"--out: {out} is not an rnnkit run folder; refusing to empty it even with --force"
             )
+
+
+def _prepare_run_dir(out: Path, force: bool) -> None:
+    _check_run_dir(out, force)
+    if out.is_dir() and any(out.iterdir()):
         import shutil
 
         shutil.rmtree(out)
@@ -516,8 +584,7 @@ def train_lm(
     With ``resume``, ``out`` must be a run folder and ``config`` its saved config (see
     :func:`saved_config`) with any training settings changed; the model and data settings must match.
     """
-    from rnnkit.data.corpus import encode_corpus, resolve_sources
-    from rnnkit.train.checkpoint import atomic_write_json, read_manifest
+    from rnnkit.train.checkpoint import read_manifest
     from rnnkit.train.trainer import Trainer
 
     out = Path(out)
@@ -532,29 +599,13 @@ def train_lm(
         vocab = Vocabulary.from_dict(saved["vocab"])
         corpus = EncodedCorpus.load(out / "data", vocab, saved["corpus"])
         log.info("resuming %s from %s", out, manifest["last"])
-    else:
-        if rank == 0:
-            _prepare_run_dir(out, force)
-            atomic_write_json(out / "config.json", to_dict(config))
-        d = config.data
-        docs = resolve_sources(d.sources)
-        corpus = encode_corpus(
-            docs,
-            out / "data",
-            vocab_kind=d.vocab,
-            max_vocab=d.max_vocab or None,
-            val_fraction=d.val_fraction,
-            split=d.resolved_split(),
-            encoding=d.encoding,
-            errors=d.errors,
-        )
-        log.info(
-            "corpus: %d files, %s training and %s validation tokens, vocabulary of %d",
-            corpus.documents,
-            f"{corpus.train_tokens:,}",
-            f"{corpus.val_tokens:,}",
-            len(corpus.vocab),
-        )
+    elif rank == 0:
+        corpus = _encode_then_commit(config, out, force, world_size)
+        _barrier(world_size)
+    else:  # DDP: rank 0 encodes the corpus into the run folder; the other ranks read it from there
+        _barrier(world_size)
+        info = json.loads((out / "data" / "corpus.json").read_text(encoding="utf-8"))
+        corpus = EncodedCorpus.load(out / "data", Vocabulary.from_dict(info["vocab"]), info)
     torch.manual_seed(config.train.seed)
     model = build_model(config, len(corpus.vocab))
     task = LMTask(config, corpus, rank=rank, world_size=world_size, sample_seed=config.train.seed)

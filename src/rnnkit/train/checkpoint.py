@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from rnnkit.errors import CheckpointError
+from rnnkit.errors import CheckpointError, UsageError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -217,9 +217,9 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load the ``best`` or ``last`` checkpoint of a run, verifying every file against the manifest."""
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
     if which not in ("best", "last"):
-        raise CheckpointError(f"checkpoint: expected best or last, got {which!r}")
+        raise UsageError(f"--checkpoint: expected best or last, got {which!r}")
+    manifest = read_manifest(run_dir)
     name = manifest.get(which) or manifest["last"]
     sums = manifest["checkpoints"].get(name)
     if not isinstance(sums, dict):
