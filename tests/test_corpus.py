@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnkit.data.corpus import STDLIB, encode_corpus, read_chunks, resolve_sources, stdlib_files
+from rnnkit.data.corpus import STDLIB, encode_corpus, held_out, read_chunks, resolve_sources, stdlib_files
 from rnnkit.errors import DataError
 
 
@@ -120,3 +120,35 @@ def test_arbitrary_bytes_never_crash_the_reader(tmp_path, data):
     else:
         assert corpus.train_tokens == len(data.decode("utf-8").replace("\r\n", "\n"))
         assert np.all(np.asarray(corpus.tokens("train")) < len(corpus.vocab))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.text(alphabet="ab\ncdé猫", min_size=1, max_size=60), min_size=1, max_size=6),
+    st.sampled_from([0.0, 0.1, 0.3, 0.5]),
+    st.sampled_from(["tail", "files"]),
+)
+def test_train_and_validation_never_overlap(tmp_path_factory, texts, fraction, split):
+    """Every character lands in exactly one of train and validation, in order, and nowhere twice."""
+    tmp = tmp_path_factory.mktemp("split")
+    for i, text in enumerate(texts):
+        write(tmp / f"f{i}.txt", text.encode())
+    docs = resolve_sources([str(tmp / f"f{i}.txt") for i in range(len(texts))])
+    try:
+        corpus = encode_corpus(docs, tmp / "out", val_fraction=fraction, split=split, vocab_kind="byte")
+    except DataError as exc:
+        assert "empty" in str(exc)
+        return
+    train = bytes(corpus.tokens("train").tolist()).decode()
+    val = bytes(corpus.tokens("val").tolist()).decode()
+    if split == "tail":
+        whole = "".join(texts)
+        assert train + val == whole and len(train) == int(len(whole) * (1 - fraction))
+    else:
+        joined = [t if t.endswith("\n") else t + "\n" for t in texts]
+        assert sorted([train, val]) == sorted(
+            [
+                "".join(t for t, d in zip(joined, docs, strict=True) if held_out(d, fraction) == side)
+                for side in (False, True)
+            ]
+        )
