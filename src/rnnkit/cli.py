@@ -64,7 +64,8 @@ Opt = typer.Option
     "  rnnkit train ../shared/data/tinyshakespeare/input.txt --preset shakespeare --out runs/shakespeare\n\n"
     "  rnnkit train poetry.txt --preset poetry --out runs/poetry --max-minutes 15\n\n"
     "  rnnkit train jay.txt --preset lyrics --cell gru --hidden-size 384 --out runs/jay\n\n"
-    "  rnnkit train --resume runs/shakespeare --max-minutes 30\n\n",
+    "  rnnkit train --resume runs/shakespeare --max-minutes 30\n\n"
+    "  torchrun --nproc-per-node 2 -m rnnkit train input.txt --out runs/ddp   (DDP; see docs/scaling.md)\n\n",
 )
 def train(
     data: Annotated[
@@ -123,6 +124,7 @@ def train(
     """Train a character language model (a char-RNN) on text and save it to a run folder."""
     from rnnkit.config import override
     from rnnkit.tasks import lm
+    from rnnkit.train.distributed import from_environment
 
     _setup_logging(quiet)
     flags = {
@@ -167,9 +169,22 @@ def train(
             assignments.insert(0, "data.sources=" + json.dumps(list(data)))
         config = override(config, assignments)
         target = out if out is not None else Path("runs") / config.preset
-    summary = lm.train_lm(
-        config, target, force=force, resume=resume is not None, progress=not quiet and sys.stderr.isatty()
-    )
+    with from_environment(config.train.device) as place:
+        if place.world_size > 1:
+            config = override(config, [f"train.device={json.dumps(place.device)}"])
+            if place.rank:
+                _setup_logging(quiet=True)  # rank 0 speaks for the group
+        summary = lm.train_lm(
+            config,
+            target,
+            force=force,
+            resume=resume is not None,
+            progress=not quiet and sys.stderr.isatty() and place.rank == 0,
+            rank=place.rank,
+            world_size=place.world_size,
+        )
+    if place.rank:
+        return
     stopped = summary.get("stopped")
     val = summary.get("val_loss")
     figure = (

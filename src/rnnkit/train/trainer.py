@@ -207,6 +207,13 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         self.model = model.to(self.device)
+        self.wrapped: nn.Module = self.model  # what the task's forward pass calls; DDP under torchrun
+        if world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.model, device_ids=ids)  # broadcasts rank 0's weights
+            torch.manual_seed(config.seed * 1_000_003 + rank)  # dropout masks differ between ranks
         self.optimizer = make_optimizer(self.model, config)
         self.progress = progress
         self.on_step = on_step
@@ -235,8 +242,11 @@ class Trainer:
                     tensors[f"optim.{index}.{key}"] = value
                 else:
                     scalars.setdefault(str(index), {})[key] = value
-        tensors.update(_flatten_carry(self.carry))
+        tensors.update(self._gather(_flatten_carry(self.carry), dim=getattr(self.task, "carry_batch_dim", 1)))
         tensors["rng.torch"] = torch.get_rng_state()
+        if self.world_size > 1:
+            for r, state in enumerate(self._all_gather(torch.get_rng_state())):
+                tensors[f"rng.torch.rank{r}"] = state
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {
@@ -269,14 +279,26 @@ class Trainer:
         self.optimizer.load_state_dict(
             {"state": opt_state, "param_groups": meta["optimizer"]["param_groups"]}
         )
-        parts = [tensors[f"carry.{i}"].to(self.device) for i in range(meta.get("carry_parts", 0))]
+        saved_world = int(meta.get("world_size", 1))
+        if saved_world != self.world_size:
+            from rnnkit.errors import UsageError
+
+            raise UsageError(
+                f"this run was trained with {saved_world} process(es); resume it with the same number "
+                f"(torchrun --nproc-per-node {saved_world}), not {self.world_size}"
+            )
+        dim = getattr(self.task, "carry_batch_dim", 1)
+        parts = [
+            tensors[f"carry.{i}"].chunk(self.world_size, dim=dim)[self.rank].contiguous().to(self.device)
+            for i in range(meta.get("carry_parts", 0))
+        ]
         if meta.get("carry") == "tensor":
             self.carry = parts[0]
         elif meta.get("carry") == "tuple":
             self.carry = self.task.make_carry(parts) if hasattr(self.task, "make_carry") else tuple(parts)
         else:
             self.carry = None
-        torch.set_rng_state(tensors["rng.torch"])
+        torch.set_rng_state(tensors.get(f"rng.torch.rank{self.rank}", tensors["rng.torch"]))
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.step = int(meta["step"])
@@ -304,18 +326,53 @@ class Trainer:
         return self.run_dir is not None and self.rank == 0
 
     def save(self, best: bool = False) -> str | None:
-        if not self.writes:
+        """Write a checkpoint (rank 0); under DDP every rank must call it (it gathers their state)."""
+        if self.run_dir is None:
             return None
         tensors, meta = self.state_dict()
-        return ckpt.save_checkpoint(
-            self.run_dir,
-            self.step,
-            model_state=self.model.state_dict(),
-            config=self.task.checkpoint_config(),
-            state_tensors=tensors,
-            trainer_state=meta,
-            best=best,
-        )
+        name = None
+        if self.rank == 0:
+            name = ckpt.save_checkpoint(
+                self.run_dir,
+                self.step,
+                model_state=self.model.state_dict(),
+                config=self.task.checkpoint_config(),
+                state_tensors=tensors,
+                trainer_state=meta,
+                best=best,
+            )
+        self._barrier()
+        return name
+
+    # ---------------------------------------------------------------------------------------------
+    # DDP: the few collectives beyond DDP's own gradient all-reduce
+
+    def _comm_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
+    def _barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+    def _all_gather(self, tensor: Tensor) -> list[Tensor]:
+        local = tensor.to(self._comm_device()).contiguous()
+        parts = [torch.empty_like(local) for _ in range(self.world_size)]
+        torch.distributed.all_gather(parts, local)
+        return [part.to(tensor.device) for part in parts]
+
+    def _gather(self, tensors: dict[str, Tensor], dim: int) -> dict[str, Tensor]:
+        """Join each rank's rows of the carried state, so a checkpoint holds the global batch's state."""
+        if self.world_size == 1:
+            return tensors
+        return {key: torch.cat(self._all_gather(t), dim=dim) for key, t in tensors.items()}
+
+    def _agree(self, *values: float) -> list[float]:
+        """The mean of each value over the ranks: every rank then takes the same decisions."""
+        if self.world_size == 1:
+            return list(values)
+        packed = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
+        torch.distributed.all_reduce(packed)
+        return (packed / self.world_size).tolist()
 
     def log_metrics(self, record: dict) -> None:
         """Append one line to metrics.jsonl, flushed and fsynced (a torn last line is ignored on read)."""
@@ -375,8 +432,8 @@ class Trainer:
             self.carry = None
         lr = self._set_lr()
         with autocast(self.device, self.precision):
-            loss, carry, count = self.task.training_loss(self.model, batch, self.carry)
-        value = float(loss.detach())
+            loss, carry, count = self.task.training_loss(self.wrapped, batch, self.carry)
+        (value,) = self._agree(float(loss.detach()))  # the global batch's loss, the same on every rank
         if not math.isfinite(value):
             raise TrainingError(f"the loss became {value} at step {self.step + 1}")
         if self.first_loss is None:
@@ -426,7 +483,7 @@ class Trainer:
                 try:
                     stats = self.train_step()
                 except TrainingError as exc:
-                    if c.on_nan == "rollback" and self.writes and self.rollbacks < MAX_ROLLBACKS:
+                    if c.on_nan == "rollback" and self.run_dir is not None and self.rollbacks < MAX_ROLLBACKS:
                         rollbacks, scale = self.rollbacks + 1, self.lr_scale * 0.5
                         name = self.resume("last")
                         self.rollbacks, self.lr_scale = rollbacks, scale
@@ -438,6 +495,10 @@ class Trainer:
                         ) from None
                     raise
                 spent = time.perf_counter() - started
+                received = signals.received is not None
+                if self.world_size > 1:  # stop together: the same clock and the same signal on every rank
+                    spent, anyone = self._agree(spent, float(received))
+                    received = anyone > 0
                 self.elapsed += spent
                 window_tokens += stats["tokens"]
                 window_time += spent
@@ -467,16 +528,16 @@ class Trainer:
                     self._evaluate_and_save()
                 elif self.step % c.checkpoint_interval == 0:
                     self.save()
-                if signals.received is not None and not last:
+                if received and not last:
                     self._evaluate_and_save(evaluate=False)
-                    summary["stopped"] = signal.Signals(signals.received).name
+                    summary["stopped"] = signal.Signals(signals.received or signal.SIGTERM).name
                     break
         summary.update(step=self.step, elapsed=self.elapsed, best_val=self.best_val, **self.last_eval)
         summary["tokens_per_s"] = self.tokens_seen / self.world_size / max(self.elapsed, 1e-9)  # whole run
         return summary
 
     def _evaluate_and_save(self, evaluate: bool = True) -> None:
-        metrics = self.evaluate() if evaluate else {}
+        metrics = self.evaluate() if evaluate and self.rank == 0 else {}  # the others wait in save()
         val = metrics.get("val_loss")
         best = val is not None and val < self.best_val
         if best:
