@@ -20,7 +20,7 @@ PUBLIC = [
     "beam_search",
     "sample",
 ]
-NN = ["CELLS", "CellBase", "GRUCell", "LSTMCell", "LSTMState", "RNNCell", "Recurrent", "Unrolled"]
+NN = ["CELLS", "CellBase", "GRUCell", "LSTMCell", "LSTMState", "RNNCell", "Recurrent", "Stepper", "Unrolled"]
 NN.append("cell_class")
 
 

@@ -2,6 +2,7 @@
 
 from rnnkit.nn.cells import CELLS, CellBase, GRUCell, LSTMCell, LSTMState, RNNCell, cell_class
 from rnnkit.nn.recurrent import Recurrent, Unrolled
+from rnnkit.nn.stepper import Stepper
 
 __all__ = [
     "CELLS",
@@ -11,6 +12,7 @@ __all__ = [
     "LSTMState",
     "RNNCell",
     "Recurrent",
+    "Stepper",
     "Unrolled",
     "cell_class",
 ]
