@@ -87,13 +87,12 @@ def main() -> None:
             plain_model = PlainLSTM(VOCAB, hidden, layers, EMBED).eval()
             base = streams * timed(lambda m=plain_model, s=streams: naive(m, s), args.seconds)
             results = {"naive nn.LSTM": base}
-            for fast in (False, True):
+            for fast, name in ((False, "rnnkit plain"), (True, "rnnkit stepper"), (None, "rnnkit default")):
                 torch.manual_seed(0)
                 model = CharLM(
                     VOCAB, ModelConfig(hidden_size=hidden, num_layers=layers, embedding_size=EMBED)
                 )
                 model.eval()
-                name = "rnnkit fast" if fast else "rnnkit plain"
                 results[name] = streams * timed(
                     lambda m=model, s=streams, f=fast: rnnkit(m, s, f), args.seconds
                 )

@@ -365,6 +365,189 @@ def eval_(
 
 
 # -------------------------------------------------------------------------------------------------
+# classify
+
+classify_app = typer.Typer(
+    help="Sentence classification (sentiment analysis) from the last output of a (bi)RNN.",
+    no_args_is_help=True,
+)
+app.add_typer(classify_app, name="classify")
+
+Column = Annotated[str, Opt(help="A column name (needs a header row) or a 0-based number.")]
+
+
+@classify_app.command(
+    "train",
+    epilog="Examples:\n\n"
+    "  rnnkit classify train sst2/train.tsv --val sst2/dev.tsv --text-column sentence --label-column label "
+    "--out runs/sst2\n\n"
+    "  rnnkit classify train ChnSentiCorp_htl_all.csv --text-column review --label-column label "
+    "--out runs/hotel --max-minutes 10\n\n",
+)
+def classify_train(
+    data: Annotated[
+        Path | None, typer.Argument(help="Training file: CSV or TSV.", show_default=False)
+    ] = None,
+    text_column: Column = "1",
+    label_column: Column = "0",
+    out: Annotated[Path | None, Opt("--out", "-o", help="Run folder.")] = None,
+    val: Annotated[Path | None, Opt(help="Validation file (default: hold out --val-fraction).")] = None,
+    val_fraction: Annotated[float | None, Opt(help="Share of the training rows held out.")] = None,
+    tokens: Annotated[str | None, Opt(help="auto, char (Chinese) or word.")] = None,
+    pool: Annotated[str | None, Opt(help="last (final states), mean or max.")] = None,
+    cell: Annotated[str | None, Opt(help="lstm, gru or rnn.")] = None,
+    hidden_size: Annotated[int | None, Opt(help="Units per direction.")] = None,
+    num_layers: Annotated[int | None, Opt(help="Stacked layers.")] = None,
+    embedding_size: Annotated[int | None, Opt(help="Token embedding size.")] = None,
+    dropout: Annotated[float | None, Opt(help="Dropout probability.")] = None,
+    bidirectional: Annotated[
+        bool | None, Opt("--bidirectional/--unidirectional", help="BiRNN or not.")
+    ] = None,
+    max_tokens: Annotated[int | None, Opt(help="Cut texts to this many tokens.")] = None,
+    batch_size: Annotated[int | None, Opt(help="Texts per batch.")] = None,
+    lr: Annotated[float | None, Opt(help="Peak learning rate (AdamW).")] = None,
+    max_steps: Annotated[int | None, Opt(help="Stop after this many steps (0: no limit).")] = None,
+    max_minutes: Annotated[float | None, Opt(help="Stop after this many minutes (0: no limit).")] = None,
+    eval_interval: Annotated[int | None, Opt(help="Evaluate and checkpoint every N steps.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    encoding: Annotated[str | None, Opt(help="Text encoding of the files.")] = None,
+    device: Annotated[str | None, Opt(help="auto, cpu or cuda.")] = None,
+    threads: Annotated[int | None, Opt(help="CPU threads (0: torch's default).")] = None,
+    resume: Annotated[Path | None, Opt(help="Continue this run folder.")] = None,
+    force: Annotated[bool, Opt(help="Replace an existing run folder.")] = False,
+    set_: Annotated[
+        list[str] | None, Opt("--set", help="Any config field by dotted key (repeatable).")
+    ] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")] = False,
+) -> None:
+    """Train a text classifier on labelled rows of a CSV/TSV file."""
+    from rnnkit.config import override
+    from rnnkit.tasks import classify
+
+    _setup_logging(quiet)
+    flags = {
+        "data.val": str(val) if val else None,
+        "data.val_fraction": val_fraction,
+        "data.tokens": tokens,
+        "data.max_tokens": max_tokens,
+        "data.encoding": encoding,
+        "model.pool": pool,
+        "model.cell": cell,
+        "model.hidden_size": hidden_size,
+        "model.num_layers": num_layers,
+        "model.embedding_size": embedding_size,
+        "model.dropout": dropout,
+        "model.bidirectional": bidirectional,
+        "train.batch_size": batch_size,
+        "train.lr": lr,
+        "train.max_steps": max_steps,
+        "train.max_minutes": max_minutes,
+        "train.eval_interval": eval_interval,
+        "train.checkpoint_interval": eval_interval,
+        "train.seed": seed,
+        "train.device": device,
+        "train.threads": threads,
+    }
+    assignments = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(set_ or [])
+    if resume is not None:
+        if data is not None or (out is not None and out != resume):
+            raise UsageError("--resume: give the run folder only, no DATA or other --out")
+        config = override(classify.saved_classifier_config(resume), assignments)
+        target = resume
+    else:
+        if data is None:
+            raise UsageError("give the training file (CSV or TSV), or --resume RUN")
+        base = [f"data.train={json.dumps(str(data))}", f"data.text_column={json.dumps(text_column)}"]
+        base.append(f"data.label_column={json.dumps(label_column)}")
+        config = override(classify.ClassifierConfig(), base + assignments)
+        target = out if out is not None else Path("runs") / f"classify-{data.stem}"
+    summary = classify.train_classifier(
+        config, target, force=force, resume=resume is not None, progress=not quiet and sys.stderr.isatty()
+    )
+    log.log(
+        logging.WARNING if quiet else logging.INFO,
+        "step %d, validation accuracy %.4f, macro-F1 %.4f; saved in %s",
+        summary["step"],
+        summary.get("val_accuracy", float("nan")),
+        summary.get("val_macro_f1", float("nan")),
+        target,
+    )
+    if summary.get("stopped") not in (None, "done"):
+        raise typer.Exit(130)
+
+
+@classify_app.command("eval")
+def classify_eval(
+    run: Annotated[Path, typer.Argument(help="A run folder made by rnnkit classify train.")],
+    data: Annotated[Path, typer.Argument(help="A labelled CSV or TSV file.")],
+    text_column: Column = "1",
+    label_column: Column = "0",
+    json_: Annotated[bool, Opt("--json", help="One JSON object instead of a table.")] = False,
+    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
+    encoding: Annotated[str, Opt(help="Text encoding of the file.")] = "utf-8",
+) -> None:
+    """Accuracy, macro-F1 and the confusion matrix of a trained classifier on a labelled file."""
+    from rnnkit.data.table import read_table
+    from rnnkit.tasks.classify import load_classifier, scores
+
+    _setup_logging()
+    loaded = load_classifier(run, checkpoint)
+    table = read_table(data, text_column, label_column, encoding=encoding)
+    index = {label: i for i, label in enumerate(loaded.labels)}
+    unknown = sorted(set(table.labels) - set(index))
+    if unknown:
+        raise DataError(f"{data}: labels the model never saw: {', '.join(unknown[:5])}")
+    probs = loaded.predict(table.texts)
+    result = scores([index[y] for y in table.labels], probs.argmax(-1).tolist(), len(loaded.labels))
+    result |= {"rows": len(table.texts), "labels": loaded.labels, "checkpoint": loaded.checkpoint}
+    if json_:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    accuracy, macro_f1 = result["accuracy"], result["macro_f1"]
+    print(f"{data}: {len(table.texts):,} rows, accuracy {accuracy:.4f}, macro-F1 {macro_f1:.4f}")
+    width = max(len(x) for x in loaded.labels) + 2
+    print("gold \\ predicted".ljust(width + 6) + "".join(x.rjust(width) for x in loaded.labels))
+    for label, row in zip(loaded.labels, result["confusion"], strict=True):
+        print(label.ljust(width + 6) + "".join(str(v).rjust(width) for v in row))
+
+
+@classify_app.command("predict")
+def classify_predict(
+    run: Annotated[Path, typer.Argument(help="A run folder made by rnnkit classify train.")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Text files, one text per line (default: stdin).")
+    ] = None,
+    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
+    encoding: Annotated[str, Opt(help="Text encoding of the files.")] = "utf-8",
+) -> None:
+    """Label each line of the files (or of standard input): prints label, probability and the text."""
+    from rnnkit.tasks.classify import load_classifier
+
+    _setup_logging()
+    loaded = load_classifier(run, checkpoint)
+    lines: list[str] = []
+    for path in files or [Path("-")]:
+        if str(path) == "-":
+            text = sys.stdin.read()
+        else:
+            try:
+                text = path.read_bytes().decode(encoding)
+            except FileNotFoundError:
+                raise DataError(f"{path}: no such file") from None
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path}: not valid {encoding} at byte {exc.start} (try --encoding)"
+                ) from None
+        lines += [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        raise DataError("no text to classify (empty input)")
+    probs = loaded.predict(lines)
+    best, at = probs.max(-1)
+    for line, p, i in zip(lines, best.tolist(), at.tolist(), strict=True):
+        print(f"{loaded.labels[i]}\t{p:.4f}\t{line}")
+
+
+# -------------------------------------------------------------------------------------------------
 # entry point
 
 

@@ -134,7 +134,8 @@ def _text_chunks(doc: Document, encoding: str, errors: str) -> Iterator[str]:
             held_cr = text.endswith("\r") and bool(raw)
             if held_cr:
                 text = text[:-1]
-            text = text.replace("\r\n", "\n")
+            if "\r" in text:
+                text = text.replace("\r\n", "\n")
             if text:
                 yield text
             if not raw:

@@ -18,14 +18,21 @@ KINDS = ("char", "byte")
 
 
 def code_points(text: str) -> np.ndarray:
-    """The code points of ``text`` as a ``uint32`` array (no copy of the characters beyond utf-32)."""
+    """The code points of ``text``: ``uint8`` for ASCII text (one byte a character), else ``uint32``."""
+    if text.isascii():  # O(1) in CPython: the string already knows
+        return np.frombuffer(text.encode("ascii"), dtype=np.uint8)
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 def count_chars(text: str, counts: np.ndarray | None = None) -> np.ndarray:
     """Add the character counts of ``text`` to ``counts`` (a ``(0x110000,)`` int64 array) and return it."""
-    hist = np.bincount(code_points(text), minlength=MAX_CODE_POINT)
-    return hist if counts is None else counts + hist
+    if counts is None:
+        counts = np.zeros(MAX_CODE_POINT, dtype=np.int64)
+    points = code_points(text)
+    if points.size:
+        hist = np.bincount(points, minlength=256)  # only as long as the largest code point needs
+        counts[: hist.size] += hist
+    return counts
 
 
 @dataclass
@@ -101,7 +108,13 @@ class Vocabulary:
         """Ids of ``text`` in :attr:`dtype`; unknown characters map to the unknown id."""
         if self.kind == "byte":
             return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8).astype(self.dtype)
-        ids = self._table[code_points(text)]
+        points = code_points(text)
+        if points.dtype == np.uint8 and self.unk:  # ASCII: a 256-entry table already in the file dtype
+            lut = self.__dict__.get("_ascii_lut")
+            if lut is None:
+                lut = self.__dict__["_ascii_lut"] = self._table[:256].astype(self.dtype)
+            return lut[points]
+        ids = self._table[points]
         if not self.unk and ids.size and ids.min() < 0:
             missing = sorted(set(self.missing(text)))
             raise ValueError(f"text: characters not in the vocabulary: {''.join(missing)!r}")

@@ -29,7 +29,7 @@ from rnnkit.data.vocab import KINDS, Vocabulary
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.generate import SamplingConfig, sample
 from rnnkit.nn import CELLS, LSTMState, Recurrent, Stepper
-from rnnkit.train.checkpoint import FORMAT_VERSION, load_checkpoint
+from rnnkit.train.checkpoint import FORMAT_VERSION, check_run_dir, load_checkpoint, prepare_run_dir
 from rnnkit.train.config import TrainConfig
 
 TASK = "lm"
@@ -523,7 +523,7 @@ def _encode_then_commit(config: LMConfig, out: Path, force: bool, world_size: in
     from rnnkit.data.corpus import encode_corpus, resolve_sources
     from rnnkit.train.checkpoint import atomic_write_json
 
-    _check_run_dir(out, force)
+    check_run_dir(out, force)
     d = config.data
     docs = resolve_sources(d.sources)
     anchor = out.parent
@@ -544,7 +544,7 @@ def _encode_then_commit(config: LMConfig, out: Path, force: bool, world_size: in
         LMTask(config, corpus, world_size=world_size)  # raises if one batch cannot be filled
         info = {**corpus.to_dict(), "vocab": corpus.vocab.to_dict()}
         atomic_write_json(staging / "data" / "corpus.json", info)
-        _prepare_run_dir(out, force)
+        prepare_run_dir(out, force)
         os.replace(staging / "data", out / "data")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -557,30 +557,6 @@ def _encode_then_commit(config: LMConfig, out: Path, force: bool, world_size: in
         len(corpus.vocab),
     )
     return EncodedCorpus.load(out / "data", corpus.vocab, info)
-
-
-def _check_run_dir(out: Path, force: bool) -> None:
-    """Refuse a run folder we may not (re)place; changes nothing."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out: {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise UsageError(
-                f"--out: {out} already holds files; use --resume {out} to continue, or --force to replace it"
-            )
-        if not (out / "manifest.json").is_file() and not (out / "config.json").is_file():
-            raise UsageError(
-                f"--out: {out} is not an rnnkit run folder; refusing to empty it even with --force"
-            )
-
-
-def _prepare_run_dir(out: Path, force: bool) -> None:
-    _check_run_dir(out, force)
-    if out.is_dir() and any(out.iterdir()):
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def saved_config(run_dir: Path) -> LMConfig:

@@ -241,3 +241,30 @@ def load_checkpoint(
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise CheckpointError(f"{folder / TRAINER_FILE}: not JSON") from None
     return Checkpoint(folder, name, config, model_state, state_tensors, trainer_state)
+
+
+# -------------------------------------------------------------------------------------------------
+# run folders
+
+
+def check_run_dir(out: Path, force: bool) -> None:
+    """Refuse a run folder we may not (re)place; changes nothing."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UsageError(
+                f"--out: {out} already holds files; use --resume {out} to continue, or --force to replace it"
+            )
+        if not (out / "manifest.json").is_file() and not (out / "config.json").is_file():
+            raise UsageError(
+                f"--out: {out} is not an rnnkit run folder; refusing to empty it even with --force"
+            )
+
+
+def prepare_run_dir(out: Path, force: bool) -> None:
+    """Make ``out`` an empty run folder: refused as :func:`check_run_dir` says, else emptied (``force``)."""
+    check_run_dir(out, force)
+    if out.is_dir() and any(out.iterdir()):
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)

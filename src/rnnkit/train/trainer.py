@@ -495,19 +495,19 @@ class Trainer:
                         ) from None
                     raise
                 spent = time.perf_counter() - started
+                if self.on_step:
+                    self.on_step(self)
                 received = signals.received is not None
                 if self.world_size > 1:  # stop together: the same clock and the same signal on every rank
                     spent, anyone = self._agree(spent, float(received))
                     received = anyone > 0
                 self.elapsed += spent
-                window_tokens += stats["tokens"]
+                window_tokens += stats["tokens"] * self.world_size  # the global batch
                 window_time += spent
                 window_loss += stats["loss"]
                 window_steps += 1
                 if bar:
                     bar.update(stats["loss"], window_tokens / max(window_time, 1e-9))
-                if self.on_step:
-                    self.on_step(self)
                 last = self._done()
                 if self.step % c.log_interval == 0 or last:
                     self.log_metrics(
@@ -533,7 +533,7 @@ class Trainer:
                     summary["stopped"] = signal.Signals(signals.received or signal.SIGTERM).name
                     break
         summary.update(step=self.step, elapsed=self.elapsed, best_val=self.best_val, **self.last_eval)
-        summary["tokens_per_s"] = self.tokens_seen / self.world_size / max(self.elapsed, 1e-9)  # whole run
+        summary["tokens_per_s"] = self.tokens_seen / max(self.elapsed, 1e-9)  # whole run, all ranks
         return summary
 
     def _evaluate_and_save(self, evaluate: bool = True) -> None:

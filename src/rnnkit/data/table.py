@@ -1,0 +1,192 @@
+"""Labelled text from CSV and TSV files, and the word/character tokens a classifier reads.
+
+``read_table`` takes a file, a text column and a label column (names, or 0-based numbers), finds the
+delimiter (tab for ``.tsv`` or a first line with a tab, else comma) and whether the first row is a
+header, and reads CRLF line ends and, in CSV files, quoted fields with embedded commas, quotes and
+newlines, through Python's ``csv`` module. Tab-separated files are read unquoted (as GLUE writes
+them): a lone ``"`` inside a sentence is text. A row it cannot use is a :class:`DataError` naming
+the file, the line and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnkit.errors import DataError
+
+csv.field_size_limit(1 << 24)
+
+WORD_RE = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+PAD, UNK = "<pad>", "<unk>"
+
+
+@dataclass
+class Table:
+    texts: list[str]
+    labels: list[str]
+    skipped_empty: int = 0
+
+
+def _column(spec: str | int, header: list[str] | None, path: Path, what: str) -> int:
+    if isinstance(spec, int) or str(spec).lstrip("-").isdigit():
+        index = int(spec)
+        if index < 0:
+            raise DataError(f"--{what}-column: expected a name or a 0-based number, got {spec}")
+        return index
+    if header is None:
+        raise DataError(f"{path}: --{what}-column {spec!r} is a name, but the file has no header row")
+    if spec not in header:
+        raise DataError(
+            f"{path}: no column named {spec!r} for --{what}-column (columns: {', '.join(header)})"
+        )
+    return header.index(spec)
+
+
+def sniff_delimiter(path: Path, first_line: str) -> str:
+    if path.suffix.lower() == ".tsv" or "\t" in first_line:
+        return "\t"
+    return ","
+
+
+def read_table(
+    path: Path,
+    text_column: str | int,
+    label_column: str | int | None,
+    *,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    encoding: str = "utf-8",
+) -> Table:
+    """Texts and labels (as strings) of every row; rows with an empty text are skipped and counted.
+
+    ``header=None`` decides by itself: a header is assumed when a column is given by name, or when
+    the first row's label occurs nowhere else in the label column (``label`` above ``0``/``1`` rows).
+    ``label_column=None`` reads texts only (for prediction); labels are then empty strings.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a CSV or TSV file") from None
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty")
+    if b"\x00" in raw[:8192]:
+        raise DataError(f"{path}: looks binary (NUL bytes), expected a CSV or TSV file")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid {encoding} at byte {exc.start} (try --encoding)") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    delimiter = delimiter or sniff_delimiter(path, text.split("\n", 1)[0])
+    # StringIO(newline="") splits on \n, \r and \r\n only: U+0085 inside a sentence stays text
+    # TSV files in NLP are not quoted (a review may hold a lone "): quotes are text there, as in GLUE
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: {exc}") from None
+    if not rows:
+        raise DataError(f"{path}: the file holds no rows")
+    named = any(
+        not (isinstance(c, int) or str(c).isdigit()) for c in (text_column, label_column) if c is not None
+    )
+    first = rows[0][1]
+    if header is None:
+        if named:
+            header = True
+        elif label_column is not None and len(rows) > 1:
+            index = int(label_column)
+            rest = {row[index].strip() for _, row in rows[1:] if len(row) > index}
+            header = index < len(first) and first[index].strip() not in rest
+        else:
+            header = False
+    names = [cell.strip() for cell in first] if header else None
+    body = rows[1:] if header else rows
+    text_at = _column(text_column, names, path, "text")
+    label_at = _column(label_column, names, path, "label") if label_column is not None else None
+    need = max(text_at, label_at if label_at is not None else 0) + 1
+    texts, labels, empty = [], [], 0
+    for line, row in body:
+        if len(row) < need:
+            sep = "tab" if delimiter == "\t" else "comma"
+            raise DataError(
+                f"{path}:{line}: expected at least {need} {sep}-separated columns, found {len(row)}"
+            )
+        value = row[text_at].strip()
+        if not value:
+            empty += 1
+            continue
+        label = row[label_at].strip() if label_at is not None else ""
+        if label_at is not None and not label:
+            raise DataError(f"{path}:{line}: empty label in column {label_at}")
+        texts.append(value)
+        labels.append(label)
+    if not texts:
+        raise DataError(f"{path}: no row has a text")
+    return Table(texts, labels, empty)
+
+
+# -------------------------------------------------------------------------------------------------
+# tokens
+
+
+def is_cjk(ch: str) -> bool:
+    return unicodedata.name(ch, "").startswith(
+        ("CJK UNIFIED", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA", "KATAKANA")
+    )
+
+
+def choose_tokens(texts: Iterable[str], sample: int = 500) -> str:
+    """``char`` when at least 30% of the non-space characters are CJK (Chinese, Japanese), else ``word``."""
+    cjk = total = 0
+    for i, text in enumerate(texts):
+        if i >= sample:
+            break
+        for ch in text:
+            if not ch.isspace():
+                total += 1
+                cjk += is_cjk(ch)
+    return "char" if total and cjk / total >= 0.3 else "word"
+
+
+def tokenize(text: str, kind: str) -> list[str]:
+    """Characters (spaces dropped) or lower-cased words and punctuation marks."""
+    if kind == "char":
+        return [ch for ch in text if not ch.isspace()]
+    return WORD_RE.findall(text.lower())
+
+
+@dataclass
+class TokenVocab:
+    """Tokens by frequency after ``<pad>`` (id 0) and ``<unk>`` (id 1)."""
+
+    tokens: list[str]
+
+    def __post_init__(self) -> None:
+        self.index = {token: i for i, token in enumerate(self.tokens)}
+
+    @classmethod
+    def build(cls, docs: Iterable[list[str]], min_count: int = 1, max_size: int = 50_000) -> TokenVocab:
+        counts = Counter(token for doc in docs for token in doc)
+        kept = [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_count]
+        return cls([PAD, UNK, *kept[: max(0, max_size - 2)]])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        return [self.index.get(t, 1) for t in tokens]

@@ -1,0 +1,432 @@
+r"""Sentence classification from the last output of a (bi)RNN: sentiment analysis, topic labels.
+
+The tutorial's many-to-one RNN: read the whole sequence, classify from the state at its end. For a
+bidirectional RNN the "end" of each direction differs: the sequence's representation is the forward
+state at its own last token joined with the backward state at its first token,
+
+.. math::
+    r = [\overrightarrow{h}_{T_b} ; \overleftarrow{h}_1], \qquad p(y \mid x) = \mathrm{softmax}(W r + b),
+
+which :class:`rnnkit.nn.Recurrent`'s final state gives exactly, padded batch or not. ``pool="mean"``
+and ``pool="max"`` average or max-pool the outputs over the real steps instead, for comparison.
+
+Tokens are characters for Chinese and Japanese and lower-cased words for other text (chosen from the
+data, or forced with ``tokens``). Batches hold texts of similar length (length buckets), so little
+padding is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rnnkit.config import from_dict, to_dict
+from rnnkit.data.table import Table, TokenVocab, choose_tokens, read_table, tokenize
+from rnnkit.errors import CheckpointError, DataError, UsageError
+from rnnkit.nn import CELLS, LSTMState, Recurrent
+from rnnkit.train.checkpoint import FORMAT_VERSION, load_checkpoint, prepare_run_dir
+from rnnkit.train.config import TrainConfig
+
+log = logging.getLogger("rnnkit")
+TASK = "classify"
+POOLS = ("last", "mean", "max")
+
+
+@dataclass(kw_only=True)
+class ClassifierModelConfig:
+    cell: str = "lstm"
+    """lstm, gru or rnn."""
+    embedding_size: int = 128
+    hidden_size: int = 128
+    """Units per direction."""
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    """Dropout on the embeddings, between layers and on the pooled representation."""
+    pool: str = "last"
+    """last (the final states, as above), mean or max over the real steps."""
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool: expected one of {list(POOLS)}, got {self.pool!r}")
+        for name in ("embedding_size", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+
+
+@dataclass(kw_only=True)
+class ClassifierDataConfig:
+    train: str = ""
+    """The training file (CSV or TSV)."""
+    val: str = ""
+    """A validation file; empty: hold out val_fraction of the training rows (by seed)."""
+    text_column: str = "1"
+    label_column: str = "0"
+    tokens: str = "auto"
+    """auto, char or word."""
+    val_fraction: float = 0.1
+    max_tokens: int = 256
+    """Longer texts are cut to their first max_tokens tokens."""
+    min_count: int = 1
+    """Keep tokens seen at least this often in training."""
+    max_vocab: int = 50_000
+    encoding: str = "utf-8"
+
+    def __post_init__(self) -> None:
+        if self.tokens not in ("auto", "char", "word"):
+            raise ValueError(f"tokens: expected auto, char or word, got {self.tokens!r}")
+        if not 0 < self.val_fraction < 0.9:
+            raise ValueError(f"val_fraction: expected a fraction in (0, 0.9), got {self.val_fraction}")
+        for name in ("max_tokens", "min_count", "max_vocab"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+
+
+@dataclass(kw_only=True)
+class ClassifierConfig:
+    model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
+    data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            batch_size=64, lr=2e-3, warmup_steps=50, eval_interval=200, checkpoint_interval=200,
+            sample_length=0, max_minutes=10.0, weight_decay=0.01, log_interval=50,
+        )
+    )  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------------------
+# the model
+
+
+class SequenceClassifier(nn.Module):
+    """Embedding -> (bi)RNN -> pooled representation -> linear -> class logits.
+
+    Inputs: ``ids`` ``(N, T)`` (0 is padding), ``lengths`` ``(N,)``. Output: logits ``(N, C)``.
+    """
+
+    def __init__(self, vocab_size: int, num_labels: int, config: ClassifierModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=0)
+        self.rnn = Recurrent(
+            config.embedding_size,
+            config.hidden_size,
+            cell=config.cell,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(self.rnn.output_size, num_labels)
+
+    def represent(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """The pooled representation ``(N, D*H)``."""
+        x = self.dropout(self.embedding(ids))
+        out, state = self.rnn(x, lengths=lengths)  # out (N, T, D*H), zero at padded steps
+        pool = self.config.pool
+        if pool == "last":
+            h = state.h if isinstance(state, LSTMState) else state  # (L*D, N, H)
+            top = h[-self.rnn.num_directions :]  # the last layer: forward at T_b, backward at step 1
+            return torch.cat(list(top), dim=-1)
+        mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None])[
+            ..., None
+        ]
+        if pool == "mean":
+            return out.sum(1) / lengths.to(out.device, out.dtype)[:, None]
+        return out.masked_fill(~mask, float("-inf")).amax(1)
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        return self.head(self.dropout(self.represent(ids, lengths)))
+
+
+# -------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class Encoded:
+    ids: list[list[int]]
+    labels: list[int]
+
+
+def encode_rows(
+    table: Table, vocab: TokenVocab, labels: list[str], kind: str, max_tokens: int, path: str
+) -> Encoded:
+    index = {label: i for i, label in enumerate(labels)}
+    ids, ys = [], []
+    for text, label in zip(table.texts, table.labels, strict=True):
+        if label not in index:
+            raise DataError(f"{path}: label {label!r} was not seen in training (labels: {', '.join(labels)})")
+        tokens = tokenize(text, kind)[:max_tokens] or [text.strip()[:1] or "?"]
+        ids.append(vocab.encode(tokens))
+        ys.append(index[label])
+    return Encoded(ids, ys)
+
+
+def pad(batch: list[list[int]]) -> tuple[Tensor, Tensor]:
+    lengths = torch.tensor([len(x) for x in batch], dtype=torch.long)
+    out = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
+    for row, seq in enumerate(batch):
+        out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return out, lengths
+
+
+def bucket_batches(lengths: list[int], batch_size: int, seed: int, pool_batches: int = 50) -> list[list[int]]:
+    """One epoch's batches of row indices: shuffled, sorted by length within pools, batches shuffled.
+
+    Deterministic for a ``seed`` (the trainer passes seed + epoch), so a resumed run sees the same order.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    size = batch_size * pool_batches
+    for start in range(0, len(order), size):
+        pool = sorted(order[start : start + size], key=lambda i: lengths[i])
+        batches += [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+# -------------------------------------------------------------------------------------------------
+# metrics
+
+
+def confusion(gold: list[int], pred: list[int], classes: int) -> list[list[int]]:
+    """``matrix[g][p]``: how many rows of gold class g were predicted as p."""
+    matrix = [[0] * classes for _ in range(classes)]
+    for g, p in zip(gold, pred, strict=True):
+        matrix[g][p] += 1
+    return matrix
+
+
+def scores(gold: list[int], pred: list[int], classes: int) -> dict:
+    """Accuracy, macro-F1 (the unweighted mean of the per-class F1) and the confusion matrix."""
+    matrix = confusion(gold, pred, classes)
+    f1s = []
+    for c in range(classes):
+        tp = matrix[c][c]
+        fp = sum(matrix[g][c] for g in range(classes)) - tp
+        fn = sum(matrix[c]) - tp
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    accuracy = sum(matrix[c][c] for c in range(classes)) / max(len(gold), 1)
+    return {"accuracy": accuracy, "macro_f1": sum(f1s) / classes, "confusion": matrix}
+
+
+# -------------------------------------------------------------------------------------------------
+# the trainer's task
+
+
+class ClassifyTask:
+    def __init__(
+        self,
+        config: ClassifierConfig,
+        train: Encoded,
+        val: Encoded,
+        vocab: TokenVocab,
+        labels: list[str],
+        kind: str,
+    ) -> None:
+        self.config, self.train, self.val = config, train, val
+        self.vocab, self.labels, self.kind = vocab, labels, kind
+        self.lengths = [len(x) for x in train.ids]
+        if len(train.ids) < 2:
+            raise DataError("the training file needs at least two labelled rows")
+        self.epoch, self.index = 0, 0
+        self._batches = self._epoch_batches()
+
+    def _epoch_batches(self) -> list[list[int]]:
+        return bucket_batches(self.lengths, self.config.train.batch_size, self.config.train.seed + self.epoch)
+
+    def next_batch(self):
+        if self.index >= len(self._batches):
+            self.epoch += 1
+            self.index = 0
+            self._batches = self._epoch_batches()
+        rows = self._batches[self.index]
+        self.index += 1
+        ids, lengths = pad([self.train.ids[i] for i in rows])
+        labels = torch.tensor([self.train.labels[i] for i in rows], dtype=torch.long)
+        return (ids, lengths, labels), False
+
+    def data_state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_data_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._batches = self._epoch_batches()
+
+    def training_loss(self, model: nn.Module, batch, carry):
+        device = next(model.parameters()).device
+        ids, lengths, labels = batch
+        logits = model(ids.to(device), lengths)
+        return F.cross_entropy(logits.float(), labels.to(device)), None, int(lengths.sum())
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        result = predict_encoded(model, self.val.ids, batch_size=128)
+        loss = F.nll_loss(torch.log(result.clamp_min(1e-12)), torch.tensor(self.val.labels)).item()
+        found = scores(self.val.labels, result.argmax(-1).tolist(), len(self.labels))
+        return {"val_loss": loss, "val_accuracy": found["accuracy"], "val_macro_f1": found["macro_f1"]}
+
+    def on_evaluate(self, model: nn.Module, step: int) -> None:
+        return None
+
+    def checkpoint_config(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "task": TASK,
+            "config": to_dict(self.config),
+            "vocab": self.vocab.tokens,
+            "labels": self.labels,
+            "tokens": self.kind,
+        }
+
+
+@torch.no_grad()
+def predict_encoded(model: nn.Module, rows: list[list[int]], batch_size: int = 128) -> Tensor:
+    """Class probabilities ``(N, C)`` in the order of ``rows``; batches by length for speed."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out = torch.empty(len(rows), model.head.out_features)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        ids, lengths = pad([rows[i] for i in chunk])
+        out[chunk] = torch.softmax(model(ids.to(device), lengths).float(), dim=-1).cpu()
+    return out
+
+
+# -------------------------------------------------------------------------------------------------
+# training, loading, predicting
+
+
+def load_tables(config: ClassifierConfig) -> tuple[Table, Table]:
+    d = config.data
+    table = read_table(Path(d.train), d.text_column, d.label_column, encoding=d.encoding)
+    if table.skipped_empty:
+        log.warning("%s: skipped %d row(s) with an empty text", d.train, table.skipped_empty)
+    if d.val:
+        return table, read_table(Path(d.val), d.text_column, d.label_column, encoding=d.encoding)
+    rng = random.Random(config.train.seed)
+    order = list(range(len(table.texts)))
+    rng.shuffle(order)
+    cut = max(1, int(len(order) * d.val_fraction))
+    held, kept = sorted(order[:cut]), sorted(order[cut:])
+    pick = lambda rows: Table([table.texts[i] for i in rows], [table.labels[i] for i in rows])  # noqa: E731
+    return pick(kept), pick(held)
+
+
+def sort_labels(labels: set[str]) -> list[str]:
+    """Numbers in numeric order (0, 1, 2, 10), other labels alphabetically."""
+    return sorted(labels, key=lambda x: (0, float(x), x) if _is_number(x) else (1, 0.0, x))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def train_classifier(
+    config: ClassifierConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
+) -> dict:
+    from rnnkit.train.trainer import Trainer
+
+    out = Path(out)
+    train_table, val_table = load_tables(config)
+    if resume:
+        saved = load_checkpoint(out, "last", task=TASK).config
+        vocab, labels, kind = TokenVocab(saved["vocab"]), saved["labels"], saved["tokens"]
+    else:
+        kind = config.data.tokens if config.data.tokens != "auto" else choose_tokens(train_table.texts)
+        labels = sort_labels(set(train_table.labels))
+        if len(labels) < 2:
+            raise DataError(
+                f"{config.data.train}: only one label ({labels[0]!r}); a classifier needs two or more"
+            )
+        docs = (tokenize(t, kind)[: config.data.max_tokens] for t in train_table.texts)
+        vocab = TokenVocab.build(docs, config.data.min_count, config.data.max_vocab)
+    d = config.data
+    train = encode_rows(train_table, vocab, labels, kind, d.max_tokens, d.train)
+    val = encode_rows(val_table, vocab, labels, kind, d.max_tokens, d.val or d.train)
+    task = ClassifyTask(config, train, val, vocab, labels, kind)
+    if not resume:
+        prepare_run_dir(out, force)
+    log.info(
+        "data: %s training and %s validation rows, %d labels (%s), %s tokens, vocabulary of %s",
+        f"{len(train.ids):,}",
+        f"{len(val.ids):,}",
+        len(labels),
+        ", ".join(labels[:10]),
+        kind,
+        f"{len(vocab):,}",
+    )
+    torch.manual_seed(config.train.seed)
+    model = SequenceClassifier(len(vocab), len(labels), config.model)
+    trainer = Trainer(model, task, config.train, out, progress=progress)
+    if resume:
+        trainer.resume("last")
+        trainer.trim_metrics()
+    summary = trainer.fit()
+    summary.update(run_dir=str(out), parameters=sum(p.numel() for p in model.parameters()))
+    return summary
+
+
+@dataclass
+class LoadedClassifier:
+    model: SequenceClassifier
+    vocab: TokenVocab
+    labels: list[str]
+    kind: str
+    config: ClassifierConfig
+    checkpoint: str
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        limit = self.config.data.max_tokens
+        return [self.vocab.encode(tokenize(t, self.kind)[:limit] or ["?"]) for t in texts]
+
+    def predict(self, texts: list[str]) -> Tensor:
+        """Class probabilities ``(N, C)``."""
+        return predict_encoded(self.model, self.encode(texts))
+
+
+def saved_classifier_config(run_dir: Path) -> ClassifierConfig:
+    saved = load_checkpoint(Path(run_dir), "last", task=TASK).config
+    try:
+        return from_dict(ClassifierConfig, saved["config"])
+    except (KeyError, TypeError, ValueError, UsageError) as exc:
+        raise CheckpointError(f"{run_dir}: config.json does not describe a classifier ({exc})") from None
+
+
+def load_classifier(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedClassifier:
+    loaded = load_checkpoint(Path(run_dir), which, task=TASK)
+    try:
+        config = from_dict(ClassifierConfig, loaded.config["config"])
+        vocab, labels, kind = (
+            TokenVocab(loaded.config["vocab"]),
+            loaded.config["labels"],
+            loaded.config["tokens"],
+        )
+    except (KeyError, TypeError, ValueError, UsageError) as exc:
+        raise CheckpointError(
+            f"{loaded.folder}: config.json does not describe a classifier ({exc})"
+        ) from None
+    model = SequenceClassifier(len(vocab), len(labels), config.model)
+    try:
+        model.load_state_dict(loaded.model_state)
+    except RuntimeError:
+        raise CheckpointError(f"{loaded.folder}: the weights do not fit the model in config.json") from None
+    model.to(device).eval()
+    return LoadedClassifier(model, vocab, labels, kind, config, loaded.name)

@@ -1,0 +1,193 @@
+"""Sentence classification: the table reader, tokens, batching, pooling, metrics and the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+
+import pytest
+import torch
+
+from rnnkit.cli import main
+from rnnkit.data.table import TokenVocab, choose_tokens, read_table, tokenize
+from rnnkit.errors import DataError
+from rnnkit.tasks.classify import ClassifierModelConfig, SequenceClassifier, bucket_batches, pad, scores
+
+
+def write(path, text: str, newline: str = "\n"):
+    path.write_bytes(text.replace("\n", newline).encode("utf-8"))
+    return path
+
+
+# -------------------------------------------------------------------------------------------------
+# reading tables
+
+
+def test_csv_with_header_quotes_crlf_and_embedded_newlines(tmp_path):
+    path = write(
+        tmp_path / "a.csv",
+        'label,review\n1,"good, really ""good"""\n0,"bad\nand worse"\n1,fine\n',
+        newline="\r\n",
+    )
+    table = read_table(path, "review", "label")
+    assert table.texts == ['good, really "good"', "bad\r\nand worse", "fine"]
+    assert table.labels == ["1", "0", "1"]
+    by_number = read_table(path, 1, 0)  # the header is found by itself: "label" is no label
+    assert by_number.texts == table.texts and by_number.labels == table.labels
+
+
+def test_tsv_without_header_keeps_nel_characters_inside_sentences(tmp_path):
+    path = write(tmp_path / "imdb.txt", "A slow\u0085 movie.  \t0\nLoved it.\t1\nMeh.\t0\n")
+    table = read_table(path, 0, 1)
+    assert table.texts == ["A slow\u0085 movie.", "Loved it.", "Meh."] and table.labels == ["0", "1", "0"]
+
+
+def test_empty_texts_are_skipped_and_counted(tmp_path):
+    table = read_table(write(tmp_path / "e.csv", "label,review\n1,\n0,bad\n1,good\n"), "review", "label")
+    assert table.texts == ["bad", "good"] and table.skipped_empty == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "columns", "message"),
+    [
+        (
+            "label,review\n1,good\n0\n",
+            ("review", "label"),
+            "a.csv:3: expected at least 2 comma-separated columns",
+        ),
+        ("label,review\n1,good\n", ("text", "label"), "no column named 'text'"),
+        ("1,good\n0,bad\n", ("review", "label"), r"no column named .review. .*\(columns: 1, good\)"),
+        ("", (1, 0), "the file is empty"),
+        ("label,review\n,good\n0,bad\n", ("review", "label"), "a.csv:2: empty label"),
+    ],
+)
+def test_unparsable_tables_name_file_line_and_expectation(tmp_path, content, columns, message):
+    with pytest.raises(DataError, match=message):
+        read_table(write(tmp_path / "a.csv", content), *columns)
+
+
+def test_binary_missing_and_non_utf8_tables(tmp_path):
+    (tmp_path / "b.csv").write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(DataError, match="looks binary"):
+        read_table(tmp_path / "b.csv", 1, 0)
+    with pytest.raises(DataError, match="no such file"):
+        read_table(tmp_path / "none.csv", 1, 0)
+    (tmp_path / "l.csv").write_bytes("label,review\n1,café\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not valid utf-8 at byte"):
+        read_table(tmp_path / "l.csv", 1, 0)
+    assert read_table(tmp_path / "l.csv", 1, 0, encoding="latin-1").texts == ["café"]
+
+
+def test_real_files_parse(shared_data):
+    dev = read_table(shared_data / "sentiment/sst2/dev.tsv", 1, 0)
+    assert len(dev.texts) == 872 and set(dev.labels) == {"0", "1"}
+    hotel = read_table(shared_data / "sentiment/chnsenticorp_htl/ChnSentiCorp_htl_all.csv", "review", "label")
+    assert len(hotel.texts) == 7765 and hotel.skipped_empty == 1  # 7,766 rows, one empty review
+    imdb = read_table(shared_data / "sentiment/uci_sentiment_labelled_sentences/imdb_labelled.txt", 0, 1)
+    assert len(imdb.texts) == 1000 and imdb.labels.count("1") == 500
+    assert choose_tokens(hotel.texts) == "char" and choose_tokens(dev.texts) == "word"
+
+
+def test_tokens_and_vocabulary():
+    assert tokenize("It's GOOD, isn't it?", "word") == ["it's", "good", ",", "isn't", "it", "?"]
+    assert tokenize("房间 很大！", "char") == ["房", "间", "很", "大", "！"]
+    vocab = TokenVocab.build([["a", "b", "a"], ["c", "a"]], min_count=1)
+    assert vocab.tokens[:3] == ["<pad>", "<unk>", "a"] and vocab.encode(["a", "zzz"]) == [2, 1]
+    assert TokenVocab.build([["a", "b", "a"]], min_count=2).tokens == ["<pad>", "<unk>", "a"]
+
+
+# -------------------------------------------------------------------------------------------------
+# batching, model, metrics
+
+
+def test_bucket_batches_cover_every_row_once_and_group_lengths():
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 200) for _ in range(1000)]
+    batches = bucket_batches(lengths, 16, seed=3, pool_batches=10)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert batches == bucket_batches(lengths, 16, seed=3, pool_batches=10)
+    assert batches != bucket_batches(lengths, 16, seed=4, pool_batches=10)
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 40  # a random batch of 16 spans ~175 tokens
+
+
+@pytest.mark.parametrize("pool", ["last", "mean", "max"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_padding_never_changes_a_prediction(pool, cell):
+    torch.manual_seed(0)
+    config = ClassifierModelConfig(
+        cell=cell, embedding_size=8, hidden_size=6, num_layers=2, pool=pool, dropout=0
+    )
+    model = SequenceClassifier(30, 3, config).eval()
+    rows = [[3, 4, 5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15]]
+    ids, lengths = pad(rows)
+    with torch.no_grad():
+        together = model(ids, lengths)
+        for i, row in enumerate(rows):
+            alone = model(torch.tensor([row]), torch.tensor([len(row)]))
+            torch.testing.assert_close(together[i : i + 1], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_last_pool_joins_forward_at_the_end_and_backward_at_the_start():
+    torch.manual_seed(0)
+    config = ClassifierModelConfig(embedding_size=8, hidden_size=5, pool="last", dropout=0)
+    model = SequenceClassifier(20, 2, config).eval()
+    ids, lengths = pad([[1, 2, 3, 4, 5], [6, 7]])
+    with torch.no_grad():
+        rep = model.represent(ids, lengths)
+        out, _ = model.rnn(model.embedding(ids), lengths=lengths)  # (N, T, 2H): [forward; backward]
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(rep[b, :5], out[b, n - 1, :5])  # forward state at the own last token
+        torch.testing.assert_close(rep[b, 5:], out[b, 0, 5:])  # backward state at the first token
+
+
+def test_scores_accuracy_macro_f1_and_confusion():
+    result = scores([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], 3)
+    assert result["accuracy"] == pytest.approx(0.6)
+    assert result["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    f1 = [2 / 4, 4 / 5, 0.0]  # class 0: tp 1 fp 1 fn 1; class 1: tp 2 fp 1 fn 0; class 2: none right
+    assert result["macro_f1"] == pytest.approx(sum(f1) / 3)
+
+
+# -------------------------------------------------------------------------------------------------
+# the command line, end to end
+
+
+def sentiment_file(path, rows: int = 400, seed: int = 0):
+    rng = random.Random(seed)
+    good, bad = ["good", "great", "lovely", "fine"], ["bad", "awful", "poor", "dull"]
+    filler = ["the", "movie", "was", "plot", "and", "it", "really", "a", "story"]
+    lines = ["label\tsentence"]
+    for _ in range(rows):
+        label = rng.randint(0, 1)
+        words = [rng.choice(filler) for _ in range(rng.randint(3, 12))]
+        words.insert(rng.randrange(len(words) + 1), rng.choice(good if label else bad))
+        lines.append(f"{label}\t{' '.join(words)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_trains_evaluates_and_predicts(tmp_path, capsys, monkeypatch):
+    train = sentiment_file(tmp_path / "train.tsv")
+    test = sentiment_file(tmp_path / "test.tsv", rows=100, seed=1)
+    args = ["classify", "train", str(train), "--text-column", "sentence", "--label-column", "label"]
+    args += ["--out", str(tmp_path / "run"), "--max-steps", "120", "--eval-interval", "60", "--quiet"]
+    args += ["--hidden-size", "16", "--embedding-size", "16", "--batch-size", "16", "--lr", "1e-2"]
+    args += ["--device", "cpu", "--set", "train.precision=fp32"]
+    assert main(args) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["classify", "eval", str(tmp_path / "run"), str(test), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] > 0.9 and result["macro_f1"] > 0.9 and result["labels"] == ["0", "1"]
+    assert sum(map(sum, result["confusion"])) == 100
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a really lovely story\nthe plot was awful\n\n"))
+    assert main(["classify", "predict", str(tmp_path / "run")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["1", "0"]
+    assert all(0.5 <= float(line.split("\t")[1]) <= 1 for line in lines)
+
+    code = main(["classify", "eval", str(tmp_path / "run"), str(tmp_path / "missing.tsv")])
+    err = capsys.readouterr().err
+    assert code == 3 and err.startswith("rnnkit: error:") and "no such file" in err and err.count("\n") == 1
