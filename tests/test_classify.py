@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from rnnkit.cli import main
+from rnnkit.data.buckets import bucket_batches, pad
 from rnnkit.data.table import TokenVocab, choose_tokens, read_table, tokenize
 from rnnkit.errors import DataError
-from rnnkit.tasks.classify import ClassifierModelConfig, SequenceClassifier, bucket_batches, pad, scores
+from rnnkit.tasks.classify import ClassifierModelConfig, SequenceClassifier, scores
 
 
 def write(path, text: str, newline: str = "\n"):

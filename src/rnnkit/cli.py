@@ -548,6 +548,327 @@ def classify_predict(
 
 
 # -------------------------------------------------------------------------------------------------
+# tag
+
+tag_app = typer.Typer(
+    help="Sequence tagging with a BiRNN (+CRF): named entities, Chinese word segmentation.",
+    no_args_is_help=True,
+)
+app.add_typer(tag_app, name="tag")
+Format = Annotated[
+    str, Opt("--format", help="conll (token<TAB>tag lines) or segmented (words separated by spaces).")
+]
+
+
+@tag_app.command(
+    "train",
+    epilog="Examples:\n\n"
+    "  rnnkit tag train cws_sxu/train.txt --format segmented --out runs/cws\n\n"
+    "  rnnkit tag train msra_train.txt --format conll --out runs/ner --max-minutes 20\n\n"
+    "  rnnkit tag train wnut17train.conll --val emerging.dev.conll --out runs/wnut --no-crf\n\n",
+)
+def tag_train(
+    data: Annotated[Path | None, typer.Argument(help="Training file.", show_default=False)] = None,
+    format_: Format = "conll",
+    out: Annotated[Path | None, Opt("--out", "-o", help="Run folder.")] = None,
+    val: Annotated[Path | None, Opt(help="Validation file (default: hold out --val-fraction).")] = None,
+    val_fraction: Annotated[float | None, Opt(help="Share of the training sentences held out.")] = None,
+    tokens: Annotated[str | None, Opt(help="auto, char or word.")] = None,
+    crf: Annotated[
+        bool | None, Opt("--crf/--no-crf", help="CRF output layer (default) or a softmax.")
+    ] = None,
+    bidirectional: Annotated[
+        bool | None, Opt("--bidirectional/--unidirectional", help="BiRNN or not.")
+    ] = None,
+    cell: Annotated[str | None, Opt(help="lstm, gru or rnn.")] = None,
+    hidden_size: Annotated[int | None, Opt(help="Units per direction.")] = None,
+    num_layers: Annotated[int | None, Opt(help="Stacked layers.")] = None,
+    embedding_size: Annotated[int | None, Opt(help="Token embedding size.")] = None,
+    dropout: Annotated[float | None, Opt(help="Dropout probability.")] = None,
+    batch_size: Annotated[int | None, Opt(help="Sentences per batch.")] = None,
+    lr: Annotated[float | None, Opt(help="Peak learning rate (AdamW).")] = None,
+    max_steps: Annotated[int | None, Opt(help="Stop after this many steps (0: no limit).")] = None,
+    max_minutes: Annotated[float | None, Opt(help="Stop after this many minutes (0: no limit).")] = None,
+    eval_interval: Annotated[int | None, Opt(help="Evaluate and checkpoint every N steps.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    encoding: Annotated[str | None, Opt(help="Text encoding of the files.")] = None,
+    device: Annotated[str | None, Opt(help="auto, cpu or cuda.")] = None,
+    threads: Annotated[int | None, Opt(help="CPU threads (0: torch's default).")] = None,
+    resume: Annotated[Path | None, Opt(help="Continue this run folder.")] = None,
+    force: Annotated[bool, Opt(help="Replace an existing run folder.")] = False,
+    set_: Annotated[
+        list[str] | None, Opt("--set", help="Any config field by dotted key (repeatable).")
+    ] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")] = False,
+) -> None:
+    """Train a tagger on CoNLL-style or segmented text."""
+    from rnnkit.config import override
+    from rnnkit.tasks import tag
+
+    _setup_logging(quiet)
+    flags = {
+        "data.val": str(val) if val else None,
+        "data.val_fraction": val_fraction,
+        "data.tokens": tokens,
+        "data.encoding": encoding,
+        "model.crf": crf,
+        "model.bidirectional": bidirectional,
+        "model.cell": cell,
+        "model.hidden_size": hidden_size,
+        "model.num_layers": num_layers,
+        "model.embedding_size": embedding_size,
+        "model.dropout": dropout,
+        "train.batch_size": batch_size,
+        "train.lr": lr,
+        "train.max_steps": max_steps,
+        "train.max_minutes": max_minutes,
+        "train.eval_interval": eval_interval,
+        "train.checkpoint_interval": eval_interval,
+        "train.seed": seed,
+        "train.device": device,
+        "train.threads": threads,
+    }
+    assignments = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(set_ or [])
+    if resume is not None:
+        if data is not None or (out is not None and out != resume):
+            raise UsageError("--resume: give the run folder only, no DATA or other --out")
+        config = override(tag.saved_tagger_config(resume), assignments)
+        target = resume
+    else:
+        if data is None:
+            raise UsageError("give the training file, or --resume RUN")
+        base = [f"data.train={json.dumps(str(data))}", f"data.format={json.dumps(format_)}"]
+        config = override(tag.TaggerConfig(), base + assignments)
+        target = out if out is not None else Path("runs") / f"tag-{data.stem}"
+    summary = tag.train_tagger(
+        config, target, force=force, resume=resume is not None, progress=not quiet and sys.stderr.isatty()
+    )
+    log.log(
+        logging.WARNING if quiet else logging.INFO,
+        "step %d, validation F1 %.4f; saved in %s",
+        summary["step"],
+        summary.get("val_f1", float("nan")),
+        target,
+    )
+    if summary.get("stopped") not in (None, "done"):
+        raise typer.Exit(130)
+
+
+@tag_app.command("eval")
+def tag_eval(
+    run: Annotated[Path, typer.Argument(help="A run folder made by rnnkit tag train.")],
+    data: Annotated[Path, typer.Argument(help="A tagged file in the run's format.")],
+    format_: Format = "",
+    json_: Annotated[bool, Opt("--json", help="One JSON object instead of a line.")] = False,
+    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
+    encoding: Annotated[str, Opt(help="Text encoding of the file.")] = "utf-8",
+) -> None:
+    """Precision, recall and F1: entity-level (seqeval) for conll, word-level (SIGHAN) for segmented."""
+    from rnnkit.data.seqlabel import read_sentences
+    from rnnkit.tasks.tag import load_tagger, score
+
+    _setup_logging()
+    loaded = load_tagger(run, checkpoint)
+    fmt = format_ or loaded.config.data.format
+    sentences = read_sentences(data, fmt, encoding)
+    unknown = sorted({t for s in sentences.tags for t in s} - set(loaded.tags))
+    if unknown:
+        raise DataError(f"{data}: tags the model never saw: {', '.join(unknown[:5])}")
+    index = {t: i for i, t in enumerate(loaded.tags)}
+    pred = loaded.tag(sentences.tokens)
+    gold = [[index[t] for t in s] for s in sentences.tags]
+    found = score(fmt, loaded.tags, gold, [[index[t] for t in s] for s in pred])
+    found |= {"sentences": len(gold), "scoring": "sighan-words" if fmt == "segmented" else "seqeval-entities"}
+    if json_:
+        print(json.dumps(found))
+        return
+    print(
+        f"{data}: {len(gold):,} sentences, precision {found['precision']:.4f}, recall {found['recall']:.4f}, "
+        f"F1 {found['f1']:.4f} ({found['scoring']})"
+    )
+
+
+@tag_app.command("predict")
+def tag_predict(
+    run: Annotated[Path, typer.Argument(help="A run folder made by rnnkit tag train.")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Raw text, one sentence per line (default: stdin).")
+    ] = None,
+    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
+    encoding: Annotated[str, Opt(help="Text encoding of the files.")] = "utf-8",
+) -> None:
+    """Segment raw text into words (segmented models) or print token<TAB>tag lines (conll models)."""
+    from rnnkit.data.seqlabel import tags_to_words
+    from rnnkit.tasks.tag import load_tagger
+
+    _setup_logging()
+    loaded = load_tagger(run, checkpoint)
+    lines: list[str] = []
+    for path in files or [Path("-")]:
+        if str(path) == "-":
+            text = sys.stdin.read()
+        else:
+            try:
+                text = path.read_bytes().decode(encoding)
+            except FileNotFoundError:
+                raise DataError(f"{path}: no such file") from None
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path}: not valid {encoding} at byte {exc.start} (try --encoding)"
+                ) from None
+        lines += [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        raise DataError("no text to tag (empty input)")
+    chars = loaded.kind == "char"
+    sentences = [[c for c in line if not c.isspace()] if chars else line.split() for line in lines]
+    tagged = loaded.tag(sentences)
+    for tokens, tags in zip(sentences, tagged, strict=True):
+        if loaded.config.data.format == "segmented":
+            print("  ".join(tags_to_words(tokens, tags)))
+        else:
+            print("\n".join(f"{t}\t{g}" for t, g in zip(tokens, tags, strict=True)) + "\n")
+
+
+# -------------------------------------------------------------------------------------------------
+# forecast
+
+forecast_app = typer.Typer(
+    help="Time-series forecasting with an RNN, scored against naive baselines.", no_args_is_help=True
+)
+app.add_typer(forecast_app, name="forecast")
+
+
+@forecast_app.command(
+    "train",
+    epilog="Examples:\n\n"
+    "  rnnkit forecast train airline-passengers.csv --column Passengers --log --target seasonal-diff\n\n"
+    "  rnnkit forecast train daily-min-temperatures.csv --column Temp --window 30 --out runs/temp\n\n"
+    "  rnnkit forecast train sp500.csv --column Close --inputs Volume --target diff --out runs/sp500\n\n",
+)
+def forecast_train(
+    data: Annotated[
+        Path | None, typer.Argument(help="A CSV file with a header row.", show_default=False)
+    ] = None,
+    column: Annotated[str | None, Opt(help="The column to forecast (name or 0-based number).")] = None,
+    out: Annotated[Path | None, Opt("--out", "-o", help="Run folder.")] = None,
+    inputs: Annotated[str | None, Opt(help="More input columns, comma-separated.")] = None,
+    date_column: Annotated[str | None, Opt(help="The dates' column (auto or none).")] = None,
+    window: Annotated[int | None, Opt(help="Past steps the network reads.")] = None,
+    horizon: Annotated[int | None, Opt(help="Steps ahead to forecast.")] = None,
+    season: Annotated[int | None, Opt(help="Steps per season (0: guess from the dates).")] = None,
+    target: Annotated[str | None, Opt(help="level, diff or seasonal-diff.")] = None,
+    log_: Annotated[bool | None, Opt("--log/--no-log", help="Model the logarithm of the values.")] = None,
+    val_fraction: Annotated[
+        float | None, Opt(help="Share of the series (before the test span) for validation.")
+    ] = None,
+    test_fraction: Annotated[
+        float | None, Opt(help="Share of the series at its end held out for the test.")
+    ] = None,
+    cell: Annotated[str | None, Opt(help="lstm, gru or rnn.")] = None,
+    hidden_size: Annotated[int | None, Opt(help="Units per layer.")] = None,
+    num_layers: Annotated[int | None, Opt(help="Stacked layers.")] = None,
+    batch_size: Annotated[int | None, Opt(help="Windows per batch.")] = None,
+    lr: Annotated[float | None, Opt(help="Peak learning rate (AdamW).")] = None,
+    max_steps: Annotated[int | None, Opt(help="Stop after this many steps (0: no limit).")] = None,
+    max_minutes: Annotated[float | None, Opt(help="Stop after this many minutes (0: no limit).")] = None,
+    eval_interval: Annotated[int | None, Opt(help="Evaluate and checkpoint every N steps.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    resume: Annotated[Path | None, Opt(help="Continue this run folder.")] = None,
+    force: Annotated[bool, Opt(help="Replace an existing run folder.")] = False,
+    set_: Annotated[
+        list[str] | None, Opt("--set", help="Any config field by dotted key (repeatable).")
+    ] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")] = False,
+) -> None:
+    """Train a forecaster on one column of a CSV file (train, validation and test spans in time order)."""
+    from rnnkit.config import override
+    from rnnkit.tasks import forecast
+
+    _setup_logging(quiet)
+    flags = {
+        "data.inputs": [c.strip() for c in inputs.split(",") if c.strip()] if inputs is not None else None,
+        "data.date_column": date_column,
+        "data.window": window,
+        "data.horizon": horizon,
+        "data.season": season,
+        "data.target": target,
+        "data.log": log_,
+        "data.val_fraction": val_fraction,
+        "data.test_fraction": test_fraction,
+        "model.cell": cell,
+        "model.hidden_size": hidden_size,
+        "model.num_layers": num_layers,
+        "train.batch_size": batch_size,
+        "train.lr": lr,
+        "train.max_steps": max_steps,
+        "train.max_minutes": max_minutes,
+        "train.eval_interval": eval_interval,
+        "train.checkpoint_interval": eval_interval,
+        "train.seed": seed,
+    }
+    assignments = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(set_ or [])
+    if resume is not None:
+        if data is not None or (out is not None and out != resume):
+            raise UsageError("--resume: give the run folder only, no DATA or other --out")
+        config = override(forecast.saved_forecast_config(resume), assignments)
+        target_dir = resume
+    else:
+        if data is None or column is None:
+            raise UsageError("give the CSV file and --column, or --resume RUN")
+        base = [f"data.path={json.dumps(str(data))}", f"data.column={json.dumps(column)}"]
+        config = override(forecast.ForecastConfig(), base + assignments)
+        target_dir = out if out is not None else Path("runs") / f"forecast-{data.stem}"
+    summary = forecast.train_forecaster(
+        config, target_dir, force=force, resume=resume is not None, progress=not quiet and sys.stderr.isatty()
+    )
+    log.log(
+        logging.WARNING if quiet else logging.INFO,
+        "step %d, validation RMSE %.4g; saved in %s (rnnkit forecast eval %s)",
+        summary["step"],
+        summary.get("val_rmse", float("nan")),
+        target_dir,
+        target_dir,
+    )
+    if summary.get("stopped") not in (None, "done"):
+        raise typer.Exit(130)
+
+
+@forecast_app.command("eval")
+def forecast_eval(
+    run: Annotated[Path, typer.Argument(help="A run folder made by rnnkit forecast train.")],
+    json_: Annotated[bool, Opt("--json", help="One JSON object instead of a table.")] = False,
+    split: Annotated[str, Opt(help="test or val.")] = "test",
+    plot: Annotated[
+        Path | None, Opt(help="Where to save the PNG plot (default: RUN/forecast-SPLIT.png).")
+    ] = None,
+    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
+) -> None:
+    """RMSE, MAE and MAPE on the test span, next to the naive and seasonal-naive forecasts; saves a plot."""
+    from rnnkit.tasks.forecast import load_forecaster
+    from rnnkit.tasks.forecast import plot as save_plot
+
+    _setup_logging()
+    if split not in ("test", "val"):
+        raise UsageError(f"--split: expected test or val, got {split!r}")
+    loaded = load_forecaster(run, checkpoint)
+    result = loaded.evaluate(split)
+    target = plot or run / f"forecast-{split}.png"
+    d = loaded.config.data
+    save_plot(result, target, f"{Path(d.path).name}: {d.column}, {split} span, horizon {d.horizon}")
+    result.pop("_plot")
+    result["plot"] = str(target)
+    if json_:
+        print(json.dumps(result))
+        return
+    print(f"{d.path} [{d.column}], {split} span: {result['windows']} windows, horizon {result['horizon']}")
+    print(f"{'':16} {'RMSE':>10} {'MAE':>10} {'MAPE %':>8}")
+    rows = [("rnnkit", result)] + [(k, v) for k, v in result.items() if k in ("naive", "seasonal_naive")]
+    for name, row in rows:
+        print(f"{name:16} {row['rmse']:>10.4g} {row['mae']:>10.4g} {row['mape']:>8.2f}")
+    print(f"plot: {target}")
+
+
+# -------------------------------------------------------------------------------------------------
 # entry point
 
 

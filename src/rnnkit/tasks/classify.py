@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnkit.config import from_dict, to_dict
+from rnnkit.data.buckets import bucket_batches, pad
 from rnnkit.data.table import Table, TokenVocab, choose_tokens, read_table, tokenize
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.nn import CELLS, LSTMState, Recurrent
@@ -174,31 +175,6 @@ def encode_rows(
     return Encoded(ids, ys)
 
 
-def pad(batch: list[list[int]]) -> tuple[Tensor, Tensor]:
-    lengths = torch.tensor([len(x) for x in batch], dtype=torch.long)
-    out = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
-    for row, seq in enumerate(batch):
-        out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return out, lengths
-
-
-def bucket_batches(lengths: list[int], batch_size: int, seed: int, pool_batches: int = 50) -> list[list[int]]:
-    """One epoch's batches of row indices: shuffled, sorted by length within pools, batches shuffled.
-
-    Deterministic for a ``seed`` (the trainer passes seed + epoch), so a resumed run sees the same order.
-    """
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    batches = []
-    size = batch_size * pool_batches
-    for start in range(0, len(order), size):
-        pool = sorted(order[start : start + size], key=lambda i: lengths[i])
-        batches += [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
 # -------------------------------------------------------------------------------------------------
 # metrics
 
@@ -229,6 +205,8 @@ def scores(gold: list[int], pred: list[int], classes: int) -> dict:
 
 
 class ClassifyTask:
+    selection = ("val_accuracy", "max")  # the best checkpoint: highest validation accuracy
+
     def __init__(
         self,
         config: ClassifierConfig,

@@ -41,7 +41,11 @@ class Task(Protocol):
         """Mean loss over the batch's targets, the carry for the next batch, and the number of targets."""
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Validation metrics; ``val_loss`` (lower is better) picks the best checkpoint."""
+        """Validation metrics; the one named by the task's ``selection`` picks the best checkpoint.
+
+        ``selection`` is an optional attribute ``(metric, "min" | "max")``; without it, the lowest
+        ``val_loss`` is best.
+        """
 
     def data_state(self) -> dict:
         """Where the data stream stands, as JSON."""
@@ -436,11 +440,12 @@ class Trainer:
         (value,) = self._agree(float(loss.detach()))  # the global batch's loss, the same on every rank
         if not math.isfinite(value):
             raise TrainingError(f"the loss became {value} at step {self.step + 1}")
+        factor = getattr(self.task, "explode_factor", EXPLODE_FACTOR)
         if self.first_loss is None:
             self.first_loss = value
-        elif value > EXPLODE_FACTOR * self.first_loss:
+        elif factor is not None and value > factor * self.first_loss:
             raise TrainingError(
-                f"the loss exploded at step {self.step + 1} ({value:.3f} > {EXPLODE_FACTOR:g} x the first, "
+                f"the loss exploded at step {self.step + 1} ({value:.3f} > {factor:g} x the first, "
                 f"{self.first_loss:.3f}); try a lower --lr or --grad-clip"
             )
         loss.backward()
@@ -538,10 +543,12 @@ class Trainer:
 
     def _evaluate_and_save(self, evaluate: bool = True) -> None:
         metrics = self.evaluate() if evaluate and self.rank == 0 else {}  # the others wait in save()
-        val = metrics.get("val_loss")
-        best = val is not None and val < self.best_val
+        name, direction = getattr(self.task, "selection", ("val_loss", "min"))
+        val = metrics.get(name)
+        key = None if val is None else (val if direction == "min" else -val)  # best_val: lower is better
+        best = key is not None and key < self.best_val
         if best:
-            self.best_val = val
+            self.best_val = key
         if metrics:
             self.log_metrics({"step": self.step, "elapsed": round(self.elapsed, 3), **metrics})
             text = " | ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -1,0 +1,33 @@
+"""Batches of variable-length sequences: length buckets and padding, shared by the sequence tasks."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from torch import Tensor
+
+
+def pad(batch: list[list[int]]) -> tuple[Tensor, Tensor]:
+    lengths = torch.tensor([len(x) for x in batch], dtype=torch.long)
+    out = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
+    for row, seq in enumerate(batch):
+        out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return out, lengths
+
+
+def bucket_batches(lengths: list[int], batch_size: int, seed: int, pool_batches: int = 50) -> list[list[int]]:
+    """One epoch's batches of row indices: shuffled, sorted by length within pools, batches shuffled.
+
+    Deterministic for a ``seed`` (the trainer passes seed + epoch), so a resumed run sees the same order.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    size = batch_size * pool_batches
+    for start in range(0, len(order), size):
+        pool = sorted(order[start : start + size], key=lambda i: lengths[i])
+        batches += [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
+    rng.shuffle(batches)
+    return batches

@@ -1,0 +1,391 @@
+r"""Sequence tagging with a bidirectional RNN: named entities and Chinese word segmentation.
+
+Every token's tag depends on both sides (the tutorial's example: a name that only later words make
+clear), so the tagger reads the sentence in both directions and scores each tag at each step from the
+joined states, :math:`e_t = W [\overrightarrow{h}_t ; \overleftarrow{h}_t] + b`. With ``crf`` (the
+default) a :class:`rnnkit.nn.crf.CRF` on top scores whole tag sequences (B-PER may not follow B-LOC's
+I-LOC...), trained by its forward algorithm and decoded by Viterbi; without it each step is a softmax.
+
+Two input formats: ``conll`` (``token<TAB>tag`` lines, blank line between sentences) and ``segmented``
+(words separated by spaces, turned into B/M/E/S character tags and back). Tokens are characters when
+the text is Chinese or Japanese, else words (lower-cased for the vocabulary).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rnnkit.config import from_dict, to_dict
+from rnnkit.data.buckets import bucket_batches, pad
+from rnnkit.data.seqlabel import Sentences, entity_scores, read_sentences, segmentation_scores
+from rnnkit.data.table import TokenVocab, choose_tokens
+from rnnkit.errors import CheckpointError, DataError, UsageError
+from rnnkit.nn import CELLS, Recurrent
+from rnnkit.nn.crf import CRF
+from rnnkit.train.checkpoint import FORMAT_VERSION, load_checkpoint, prepare_run_dir
+from rnnkit.train.config import TrainConfig
+
+log = logging.getLogger("rnnkit")
+TASK = "tag"
+
+
+@dataclass(kw_only=True)
+class TaggerModelConfig:
+    cell: str = "lstm"
+    embedding_size: int = 128
+    hidden_size: int = 128
+    """Units per direction."""
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.2
+    crf: bool = True
+    """A CRF output layer (Viterbi decoding) instead of a softmax at each step."""
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
+        for name in ("embedding_size", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+
+
+@dataclass(kw_only=True)
+class TaggerDataConfig:
+    train: str = ""
+    val: str = ""
+    """A validation file; empty: hold out val_fraction of the training sentences (by seed)."""
+    format: str = "conll"
+    """conll or segmented."""
+    tokens: str = "auto"
+    """auto, char or word."""
+    val_fraction: float = 0.05
+    max_tokens: int = 200
+    """Longer sentences are cut into pieces of at most this many tokens."""
+    min_count: int = 1
+    max_vocab: int = 50_000
+    encoding: str = "utf-8"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("conll", "segmented"):
+            raise ValueError(f"format: expected conll or segmented, got {self.format!r}")
+        if self.tokens not in ("auto", "char", "word"):
+            raise ValueError(f"tokens: expected auto, char or word, got {self.tokens!r}")
+        if not 0 < self.val_fraction < 0.9:
+            raise ValueError(f"val_fraction: expected a fraction in (0, 0.9), got {self.val_fraction}")
+        for name in ("max_tokens", "min_count", "max_vocab"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+
+
+@dataclass(kw_only=True)
+class TaggerConfig:
+    model: TaggerModelConfig = field(default_factory=TaggerModelConfig)
+    data: TaggerDataConfig = field(default_factory=TaggerDataConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            batch_size=32, lr=2e-3, warmup_steps=50, eval_interval=300, checkpoint_interval=300,
+            sample_length=0, max_minutes=10.0, weight_decay=0.01, log_interval=50,
+        )
+    )  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------------------
+# the model
+
+
+class Tagger(nn.Module):
+    """Embedding -> (bi)RNN -> per-step tag scores -> CRF (or softmax).
+
+    ``forward(ids, lengths, tags)`` is the summed loss of the batch; ``decode(ids, lengths)`` the tags.
+    """
+
+    def __init__(self, vocab_size: int, num_tags: int, config: TaggerModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=0)
+        self.rnn = Recurrent(
+            config.embedding_size,
+            config.hidden_size,
+            cell=config.cell,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(self.rnn.output_size, num_tags)
+        self.crf = CRF(num_tags) if config.crf else None
+
+    def emissions(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        out, _ = self.rnn(self.dropout(self.embedding(ids)), lengths=lengths)
+        return self.head(self.dropout(out)).float()  # (N, T, K)
+
+    def forward(self, ids: Tensor, lengths: Tensor, tags: Tensor) -> Tensor:
+        """The summed negative log-likelihood of the batch's tags (per sentence with a CRF)."""
+        scores = self.emissions(ids, lengths)
+        if self.crf is not None:
+            return self.crf(scores, tags, lengths).sum()
+        mask = torch.arange(ids.shape[1], device=ids.device)[None] < lengths.to(ids.device)[:, None]
+        return F.cross_entropy(scores[mask], tags[mask], reduction="sum")
+
+    @torch.no_grad()
+    def decode(self, ids: Tensor, lengths: Tensor) -> list[list[int]]:
+        scores = self.emissions(ids, lengths)
+        if self.crf is not None:
+            return self.crf.decode(scores, lengths)
+        best = scores.argmax(-1).tolist()
+        return [row[:n] for row, n in zip(best, lengths.tolist(), strict=True)]
+
+
+# -------------------------------------------------------------------------------------------------
+# data
+
+
+def token_key(token: str, kind: str) -> str:
+    return token if kind == "char" else token.lower()
+
+
+def chunk(sentences: Sentences, limit: int) -> Sentences:
+    """Cut sentences longer than ``limit`` tokens into pieces (their tags stay with their tokens)."""
+    tokens, tags = [], []
+    for words, labels in zip(sentences.tokens, sentences.tags, strict=True):
+        for start in range(0, len(words), limit):
+            tokens.append(words[start : start + limit])
+            tags.append(labels[start : start + limit])
+    return Sentences(tokens, tags)
+
+
+@dataclass
+class EncodedTags:
+    ids: list[list[int]]
+    tags: list[list[int]]
+
+
+def encode(
+    sentences: Sentences, vocab: TokenVocab, tag_index: dict[str, int], kind: str, path: str
+) -> EncodedTags:
+    ids, tags = [], []
+    for words, labels in zip(sentences.tokens, sentences.tags, strict=True):
+        unknown = [t for t in labels if t not in tag_index]
+        if unknown:
+            raise DataError(
+                f"{path}: tag {unknown[0]!r} was not seen in training (tags: {', '.join(tag_index)})"
+            )
+        ids.append(vocab.encode([token_key(w, kind) for w in words]))
+        tags.append([tag_index[t] for t in labels])
+    return EncodedTags(ids, tags)
+
+
+def sort_tags(tags: set[str]) -> list[str]:
+    """O first, then by entity type and position (B before I/M/E), so the list reads well."""
+    order = {"O": 0, "B": 1, "M": 2, "I": 2, "E": 3, "S": 4}
+
+    def key(tag: str):
+        head, _, kind = tag.partition("-")
+        return (tag != "O", kind, order.get(head, 9), tag)
+
+    return sorted(tags, key=key)
+
+
+# -------------------------------------------------------------------------------------------------
+# the trainer's task
+
+
+class TagTask:
+    selection = ("val_f1", "max")  # the best checkpoint: highest validation F1
+
+    def __init__(self, config: TaggerConfig, train: EncodedTags, val: EncodedTags, vocab: TokenVocab,
+                 tags: list[str], kind: str) -> None:  # fmt: skip
+        self.config, self.train, self.val = config, train, val
+        self.vocab, self.tags, self.kind = vocab, tags, kind
+        self.lengths = [len(x) for x in train.ids]
+        self.epoch, self.index = 0, 0
+        self._batches = self._epoch_batches()
+
+    def _epoch_batches(self) -> list[list[int]]:
+        return bucket_batches(self.lengths, self.config.train.batch_size, self.config.train.seed + self.epoch)
+
+    def next_batch(self):
+        if self.index >= len(self._batches):
+            self.epoch += 1
+            self.index = 0
+            self._batches = self._epoch_batches()
+        rows = self._batches[self.index]
+        self.index += 1
+        ids, lengths = pad([self.train.ids[i] for i in rows])
+        tags, _ = pad([self.train.tags[i] for i in rows])
+        return (ids, lengths, tags), False
+
+    def data_state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_data_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._batches = self._epoch_batches()
+
+    def training_loss(self, model: nn.Module, batch, carry):
+        device = next(model.parameters()).device
+        ids, lengths, tags = batch
+        tokens = int(lengths.sum())
+        return model(ids.to(device), lengths, tags.to(device)) / tokens, None, tokens
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        total, tokens = 0.0, 0
+        device = next(model.parameters()).device
+        order = sorted(range(len(self.val.ids)), key=lambda i: len(self.val.ids[i]))
+        with torch.no_grad():
+            for start in range(0, len(order), 128):
+                rows = order[start : start + 128]
+                ids, lengths = pad([self.val.ids[i] for i in rows])
+                tags, _ = pad([self.val.tags[i] for i in rows])
+                total += float(model(ids.to(device), lengths, tags.to(device)))
+                tokens += int(lengths.sum())
+        pred = predict_ids(model, self.val.ids)
+        found = score(self.config.data.format, self.tags, self.val.tags, pred)
+        return {"val_loss": total / tokens, "val_f1": found["f1"]}
+
+    def on_evaluate(self, model: nn.Module, step: int) -> None:
+        return None
+
+    def checkpoint_config(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "task": TASK,
+            "config": to_dict(self.config),
+            "vocab": self.vocab.tokens,
+            "tags": self.tags,
+            "tokens": self.kind,
+        }
+
+
+def predict_ids(model: Tagger, rows: list[list[int]], batch_size: int = 128) -> list[list[int]]:
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out: list[list[int]] = [[] for _ in rows]
+    for start in range(0, len(order), batch_size):
+        chunk_rows = order[start : start + batch_size]
+        ids, lengths = pad([rows[i] for i in chunk_rows])
+        for i, tags in zip(chunk_rows, model.decode(ids.to(device), lengths), strict=True):
+            out[i] = tags
+    return out
+
+
+def score(fmt: str, tags: list[str], gold: list[list[int]], pred: list[list[int]]) -> dict[str, float]:
+    """Word-segmentation scores for ``segmented`` data, entity scores (seqeval) for ``conll``."""
+    names = lambda rows: [[tags[t] for t in row] for row in rows]  # noqa: E731
+    if fmt == "segmented":
+        return segmentation_scores(names(gold), names(pred))
+    return entity_scores(names(gold), names(pred))
+
+
+# -------------------------------------------------------------------------------------------------
+# training, loading
+
+
+def load_sentences(config: TaggerConfig) -> tuple[Sentences, Sentences]:
+    d = config.data
+    train = read_sentences(Path(d.train), d.format, d.encoding)
+    if d.val:
+        return train, read_sentences(Path(d.val), d.format, d.encoding)
+    order = list(range(len(train.tokens)))
+    random.Random(config.train.seed).shuffle(order)
+    cut = max(1, int(len(order) * d.val_fraction))
+    pick = lambda rows: Sentences([train.tokens[i] for i in rows], [train.tags[i] for i in rows])  # noqa: E731
+    return pick(sorted(order[cut:])), pick(sorted(order[:cut]))
+
+
+def train_tagger(
+    config: TaggerConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
+) -> dict:
+    from rnnkit.train.trainer import Trainer
+
+    out = Path(out)
+    d = config.data
+    train_sents, val_sents = load_sentences(config)
+    if resume:
+        saved = load_checkpoint(out, "last", task=TASK).config
+        vocab, tags, kind = TokenVocab(saved["vocab"]), saved["tags"], saved["tokens"]
+    else:
+        kind = d.tokens if d.tokens != "auto" else choose_tokens(" ".join(s) for s in train_sents.tokens)
+        tags = sort_tags({t for sentence in train_sents.tags for t in sentence})
+        docs = ([token_key(w, kind) for w in s] for s in train_sents.tokens)
+        vocab = TokenVocab.build(docs, d.min_count, d.max_vocab)
+    index = {t: i for i, t in enumerate(tags)}
+    train = encode(chunk(train_sents, d.max_tokens), vocab, index, kind, d.train)
+    val = encode(chunk(val_sents, d.max_tokens), vocab, index, kind, d.val or d.train)
+    task = TagTask(config, train, val, vocab, tags, kind)
+    if not resume:
+        prepare_run_dir(out, force)
+    log.info(
+        "data: %s training and %s validation sentences, %d tags, %s tokens, vocabulary of %s",
+        f"{len(train.ids):,}", f"{len(val.ids):,}", len(tags), kind, f"{len(vocab):,}",
+    )  # fmt: skip
+    torch.manual_seed(config.train.seed)
+    model = Tagger(len(vocab), len(tags), config.model)
+    trainer = Trainer(model, task, config.train, out, progress=progress)
+    if resume:
+        trainer.resume("last")
+        trainer.trim_metrics()
+    summary = trainer.fit()
+    summary.update(run_dir=str(out), parameters=sum(p.numel() for p in model.parameters()))
+    return summary
+
+
+@dataclass
+class LoadedTagger:
+    model: Tagger
+    vocab: TokenVocab
+    tags: list[str]
+    kind: str
+    config: TaggerConfig
+    checkpoint: str
+
+    def tag(self, sentences: list[list[str]]) -> list[list[str]]:
+        """Tags of each token of each sentence (long sentences are cut and joined back)."""
+        limit = self.config.data.max_tokens
+        pieces, owners = [], []
+        for i, words in enumerate(sentences):
+            for start in range(0, max(len(words), 1), limit):
+                pieces.append(
+                    self.vocab.encode([token_key(w, self.kind) for w in words[start : start + limit]])
+                )
+                owners.append(i)
+        out: list[list[str]] = [[] for _ in sentences]
+        keep = [i for i, p in enumerate(pieces) if p]
+        found = predict_ids(self.model, [pieces[i] for i in keep])
+        for i, tags in zip(keep, found, strict=True):
+            out[owners[i]] += [self.tags[t] for t in tags]
+        return out
+
+
+def saved_tagger_config(run_dir: Path) -> TaggerConfig:
+    saved = load_checkpoint(Path(run_dir), "last", task=TASK).config
+    try:
+        return from_dict(TaggerConfig, saved["config"])
+    except (KeyError, TypeError, ValueError, UsageError) as exc:
+        raise CheckpointError(f"{run_dir}: config.json does not describe a tagger ({exc})") from None
+
+
+def load_tagger(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedTagger:
+    loaded = load_checkpoint(Path(run_dir), which, task=TASK)
+    try:
+        config = from_dict(TaggerConfig, loaded.config["config"])
+        vocab, tags, kind = TokenVocab(loaded.config["vocab"]), loaded.config["tags"], loaded.config["tokens"]
+    except (KeyError, TypeError, ValueError, UsageError) as exc:
+        raise CheckpointError(f"{loaded.folder}: config.json does not describe a tagger ({exc})") from None
+    model = Tagger(len(vocab), len(tags), config.model)
+    try:
+        model.load_state_dict(loaded.model_state)
+    except RuntimeError:
+        raise CheckpointError(f"{loaded.folder}: the weights do not fit the model in config.json") from None
+    model.to(device).eval()
+    return LoadedTagger(model, vocab, tags, kind, config, loaded.name)

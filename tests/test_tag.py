@@ -1,0 +1,218 @@
+"""Sequence tagging: the CRF against brute force, tag conversions, readers, scores and the CLI."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import random
+import zipfile
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnkit.cli import main
+from rnnkit.data.seqlabel import (
+    entity_scores,
+    read_conll,
+    read_segmented,
+    segmentation_scores,
+    tags_to_words,
+    words_to_tags,
+)
+from rnnkit.errors import DataError
+from rnnkit.nn.crf import CRF
+
+# -------------------------------------------------------------------------------------------------
+# the CRF
+
+
+def path_score(crf: CRF, emissions: torch.Tensor, path: tuple[int, ...]) -> float:
+    """s(y) written out term by term, independently of the CRF's own code."""
+    total = float(crf.start[path[0]]) + float(crf.end[path[-1]])
+    total += sum(float(emissions[t, tag]) for t, tag in enumerate(path))
+    total += sum(float(crf.transitions[a, b]) for a, b in itertools.pairwise(path))
+    return total
+
+
+@torch.no_grad()
+def brute_force(crf: CRF, emissions: torch.Tensor, length: int):
+    """Every tag sequence of one sentence: (log partition, best sequence, all scores)."""
+    scores = {p: path_score(crf, emissions, p) for p in itertools.product(range(crf.num_tags), repeat=length)}
+    values = torch.tensor(list(scores.values()), dtype=torch.float64)
+    return float(torch.logsumexp(values, 0)), list(max(scores, key=scores.get)), scores
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_crf_forward_algorithm_and_viterbi_equal_brute_force(seed):
+    torch.manual_seed(seed)
+    crf = CRF(3).double()
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_()
+    emissions = torch.randn(3, 4, 3, dtype=torch.float64)
+    lengths = torch.tensor([4, 2, 1])
+    with torch.no_grad():
+        log_z = crf.log_partition(emissions, lengths)
+    decoded = crf.decode(emissions, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        expected_z, best, scores = brute_force(crf, emissions[b], n)
+        assert float(log_z[b]) == pytest.approx(expected_z, abs=1e-9)
+        assert decoded[b] == best
+        tags = torch.tensor([best + [2] * (4 - n)])
+        with torch.no_grad():
+            assert float(crf.score(emissions[b : b + 1], tags, torch.tensor([n]))[0]) == pytest.approx(
+                scores[tuple(best)], abs=1e-9
+            )
+            nll = crf(emissions[b : b + 1], tags, torch.tensor([n]))
+        assert float(nll[0]) == pytest.approx(expected_z - scores[tuple(best)], abs=1e-9)
+
+
+def test_crf_ignores_whatever_lies_past_each_length():
+    torch.manual_seed(0)
+    crf = CRF(4)
+    emissions = torch.randn(2, 6, 4)
+    tags = torch.randint(0, 4, (2, 6))
+    lengths = torch.tensor([6, 3])
+    other = emissions.clone()
+    other[1, 3:] = 100.0
+    other_tags = tags.clone()
+    other_tags[1, 3:] = 0
+    torch.testing.assert_close(crf(emissions, tags, lengths), crf(other, other_tags, lengths))
+    assert crf.decode(emissions, lengths) == crf.decode(other, lengths)
+    assert [len(x) for x in crf.decode(emissions, lengths)] == [6, 3]
+
+
+def test_crf_gradients_check():
+    torch.manual_seed(1)
+    crf = CRF(3).double()
+    emissions = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    tags = torch.randint(0, 3, (2, 4))
+    lengths = torch.tensor([4, 3])
+    assert torch.autograd.gradcheck(lambda e: crf(e, tags, lengths).sum(), (emissions,))
+
+
+# -------------------------------------------------------------------------------------------------
+# tags and readers
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="上海体育局报讯日前a1", min_size=1, max_size=5), min_size=1, max_size=12))
+def test_words_to_tags_and_back(words):
+    chars = [c for w in words for c in w]
+    tags = words_to_tags(words)
+    assert len(tags) == len(chars) and set(tags) <= {"B", "M", "E", "S"}
+    assert tags_to_words(chars, tags) == words
+
+
+def test_ill_formed_tags_still_give_words():
+    assert tags_to_words(list("abcd"), ["M", "M", "B", "B"]) == ["ab", "c", "d"]
+
+
+def test_conll_tolerates_tab_only_breaks_prefixes_crlf_and_zip(tmp_path):
+    text = "en:John\tB-PER\r\nen:lives\tO\r\n\t\r\nen:in\tO\r\nen:Paris\tB-LOC\r\n\r\n"
+    path = tmp_path / "a.conll"
+    path.write_text(text)
+    sents = read_conll(path)
+    assert sents.tokens == [["John", "lives"], ["in", "Paris"]]
+    assert sents.tags == [["B-PER", "O"], ["O", "B-LOC"]]
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("inner.txt", text)
+    assert read_conll(archive).tokens == sents.tokens
+
+
+def test_bad_conll_names_file_and_line(tmp_path):
+    path = tmp_path / "b.conll"
+    path.write_text("John\tB-PER\nlives\n")
+    with pytest.raises(DataError, match=r"b\.conll:2: expected 'token<TAB>tag'"):
+        read_conll(path)
+    (tmp_path / "e.conll").write_text("\n\n")
+    with pytest.raises(DataError, match="empty"):
+        read_conll(tmp_path / "e.conll")
+
+
+def test_real_files_read(shared_data):
+    sxu = read_segmented(shared_data / "seqlabel/cws_sxu/test.txt")
+    assert len(sxu.tokens) == 3654
+    wnut = read_conll(shared_data / "seqlabel/ner_wnut17/wnut17train.conll")
+    assert len(wnut.tokens) == 3394
+    wiki = read_conll(shared_data / "seqlabel/ner_wikiann_en/dev")
+    assert len(wiki.tokens) == 10000 and not any(w.startswith("en:") for w in wiki.tokens[0])
+    msra = read_conll(shared_data / "seqlabel/ner_msra_zh/dh_msra.zip")
+    assert len(msra.tokens) == 55289 and {"B-PER", "I-LOC", "O"} <= {t for s in msra.tags[:2000] for t in s}
+
+
+def test_segmentation_scores_sighan_example():
+    gold = [words_to_tags(["上海", "体育局", "召开"])]
+    pred = [words_to_tags(["上海", "体育", "局", "召开"])]
+    result = segmentation_scores(gold, pred)
+    assert result["precision"] == pytest.approx(2 / 4) and result["recall"] == pytest.approx(2 / 3)
+    assert result["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+
+
+def test_entity_scores_follow_seqeval():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "O"]]
+    result = entity_scores(gold, pred)
+    assert result["precision"] == pytest.approx(2 / 3) and result["recall"] == pytest.approx(2 / 3)
+
+
+# -------------------------------------------------------------------------------------------------
+# the command line, end to end
+
+
+def segmented_file(path, sentences: int, seed: int):
+    rng = random.Random(seed)
+    words = ["上海", "体育局", "召开", "会议", "我们", "今天", "学习", "了", "的", "新", "工作", "人民"]
+    path.write_text(
+        "\n".join("  ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) for _ in range(sentences))
+    )
+    return path
+
+
+def test_cli_segments_after_training(tmp_path, capsys, monkeypatch):
+    train = segmented_file(tmp_path / "train.txt", 400, 0)
+    test = segmented_file(tmp_path / "test.txt", 60, 1)
+    args = ["tag", "train", str(train), "--format", "segmented", "--out", str(tmp_path / "run")]
+    args += ["--max-steps", "150", "--eval-interval", "75", "--hidden-size", "32", "--embedding-size", "16"]
+    args += ["--lr", "1e-2", "--quiet", "--device", "cpu", "--set", "train.precision=fp32"]
+    assert main(args) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["tag", "eval", str(tmp_path / "run"), str(test), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["f1"] > 0.9 and result["scoring"] == "sighan-words"
+    monkeypatch.setattr("sys.stdin", io.StringIO("上海体育局召开会议\n"))
+    assert main(["tag", "predict", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.strip() == "上海  体育局  召开  会议"
+
+
+def test_cli_tags_entities_with_and_without_crf(tmp_path, capsys):
+    rng = random.Random(0)
+    names, places = ["john", "mary", "li"], ["paris", "beijing", "rome"]
+    lines = []
+    for _ in range(300):
+        sentence = [(rng.choice(names), "B-PER"), ("went", "O"), ("to", "O"), (rng.choice(places), "B-LOC")]
+        lines += [f"{w}\t{t}" for w, t in sentence] + [""]
+    (tmp_path / "ner.conll").write_text("\n".join(lines))
+    for crf in ("--crf", "--no-crf"):
+        run = tmp_path / f"run{crf}"
+        args = ["tag", "train", str(tmp_path / "ner.conll"), "--out", str(run), "--max-steps", "80", crf]
+        args += [
+            "--hidden-size",
+            "16",
+            "--embedding-size",
+            "16",
+            "--lr",
+            "1e-2",
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+        assert main(args) == 0, capsys.readouterr().err
+        capsys.readouterr()
+        assert main(["tag", "eval", str(run), str(tmp_path / "ner.conll"), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["f1"] > 0.95 and result["scoring"] == "seqeval-entities"
