@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -365,6 +366,61 @@ def eval_(
 
 
 # -------------------------------------------------------------------------------------------------
+# shared by the task command groups (classify, tag, forecast)
+
+
+def _train_task(
+    flags: dict,
+    set_: list[str] | None,
+    *,
+    data: Path | None,
+    out: Path | None,
+    resume: Path | None,
+    force: bool,
+    quiet: bool,
+    saved: Callable[[Path], Any],
+    fresh: Callable[[], Any],
+    base: dict,
+    missing: str,
+    name: str,
+    fit: Callable[..., dict],
+    report: Callable[[dict], str],
+) -> None:
+    """New run or ``--resume``: build the config from the flags, train, report; exit 130 when stopped."""
+    from rnnkit.config import override
+
+    assignments = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(set_ or [])
+    if resume is not None:
+        if data is not None or (out is not None and out != resume):
+            raise UsageError("--resume: give the run folder only, no DATA or other --out")
+        config = override(saved(resume), assignments)
+        target = resume
+    else:
+        if data is None or any(v is None for v in base.values()):
+            raise UsageError(missing)
+        config = override(fresh(), [f"{k}={json.dumps(v)}" for k, v in base.items()] + assignments)
+        target = out if out is not None else Path("runs") / f"{name}-{data.stem}"
+    progress = not quiet and sys.stderr.isatty()
+    summary = fit(config, target, force=force, resume=resume is not None, progress=progress)
+    log.log(logging.WARNING if quiet else logging.INFO, "%s; saved in %s", report(summary), target)
+    if summary.get("stopped") not in (None, "done"):
+        raise typer.Exit(130)
+
+
+def _read_lines(files: list[Path] | None, encoding: str) -> list[str]:
+    """The non-empty lines of the files (``-`` or none: standard input), stripped."""
+    from rnnkit.data.files import read_text_file
+
+    lines: list[str] = []
+    for path in files or [Path("-")]:
+        text = sys.stdin.read() if str(path) == "-" else read_text_file(path, encoding)
+        lines += [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        raise DataError("no text given (empty input)")
+    return lines
+
+
+# -------------------------------------------------------------------------------------------------
 # classify
 
 classify_app = typer.Typer(
@@ -421,7 +477,6 @@ def classify_train(
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")] = False,
 ) -> None:
     """Train a text classifier on labelled rows of a CSV/TSV file."""
-    from rnnkit.config import override
     from rnnkit.tasks import classify
 
     _setup_logging(quiet)
@@ -448,32 +503,29 @@ def classify_train(
         "train.device": device,
         "train.threads": threads,
     }
-    assignments = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(set_ or [])
-    if resume is not None:
-        if data is not None or (out is not None and out != resume):
-            raise UsageError("--resume: give the run folder only, no DATA or other --out")
-        config = override(classify.saved_classifier_config(resume), assignments)
-        target = resume
-    else:
-        if data is None:
-            raise UsageError("give the training file (CSV or TSV), or --resume RUN")
-        base = [f"data.train={json.dumps(str(data))}", f"data.text_column={json.dumps(text_column)}"]
-        base.append(f"data.label_column={json.dumps(label_column)}")
-        config = override(classify.ClassifierConfig(), base + assignments)
-        target = out if out is not None else Path("runs") / f"classify-{data.stem}"
-    summary = classify.train_classifier(
-        config, target, force=force, resume=resume is not None, progress=not quiet and sys.stderr.isatty()
+    _train_task(
+        flags,
+        set_,
+        data=data,
+        out=out,
+        resume=resume,
+        force=force,
+        quiet=quiet,
+        saved=classify.saved_classifier_config,
+        fresh=classify.ClassifierConfig,
+        base={
+            "data.train": data and str(data),
+            "data.text_column": text_column,
+            "data.label_column": label_column,
+        },
+        missing="give the training file (CSV or TSV), or --resume RUN",
+        name="classify",
+        fit=classify.train_classifier,
+        report=lambda r: (
+            f"step {r['step']}, validation accuracy {r.get('val_accuracy', float('nan')):.4f}, "
+            f"macro-F1 {r.get('val_macro_f1', float('nan')):.4f}"
+        ),
     )
-    log.log(
-        logging.WARNING if quiet else logging.INFO,
-        "step %d, validation accuracy %.4f, macro-F1 %.4f; saved in %s",
-        summary["step"],
-        summary.get("val_accuracy", float("nan")),
-        summary.get("val_macro_f1", float("nan")),
-        target,
-    )
-    if summary.get("stopped") not in (None, "done"):
-        raise typer.Exit(130)
 
 
 @classify_app.command("eval")
@@ -525,22 +577,7 @@ def classify_predict(
 
     _setup_logging()
     loaded = load_classifier(run, checkpoint)
-    lines: list[str] = []
-    for path in files or [Path("-")]:
-        if str(path) == "-":
-            text = sys.stdin.read()
-        else:
-            try:
-                text = path.read_bytes().decode(encoding)
-            except FileNotFoundError:
-                raise DataError(f"{path}: no such file") from None
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"{path}: not valid {encoding} at byte {exc.start} (try --encoding)"
-                ) from None
-        lines += [line.strip() for line in text.split("\n") if line.strip()]
-    if not lines:
-        raise DataError("no text to classify (empty input)")
+    lines = _read_lines(files, encoding)
     probs = loaded.predict(lines)
     best, at = probs.max(-1)
     for line, p, i in zip(lines, best.tolist(), at.tolist(), strict=True):
@@ -602,7 +639,6 @@ def tag_train(
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")] = False,
 ) -> None:
     """Train a tagger on CoNLL-style or segmented text."""
-    from rnnkit.config import override
     from rnnkit.tasks import tag
 
     _setup_logging(quiet)
@@ -628,30 +664,22 @@ def tag_train(
         "train.device": device,
         "train.threads": threads,
     }
-    assignments = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(set_ or [])
-    if resume is not None:
-        if data is not None or (out is not None and out != resume):
-            raise UsageError("--resume: give the run folder only, no DATA or other --out")
-        config = override(tag.saved_tagger_config(resume), assignments)
-        target = resume
-    else:
-        if data is None:
-            raise UsageError("give the training file, or --resume RUN")
-        base = [f"data.train={json.dumps(str(data))}", f"data.format={json.dumps(format_)}"]
-        config = override(tag.TaggerConfig(), base + assignments)
-        target = out if out is not None else Path("runs") / f"tag-{data.stem}"
-    summary = tag.train_tagger(
-        config, target, force=force, resume=resume is not None, progress=not quiet and sys.stderr.isatty()
+    _train_task(
+        flags,
+        set_,
+        data=data,
+        out=out,
+        resume=resume,
+        force=force,
+        quiet=quiet,
+        saved=tag.saved_tagger_config,
+        fresh=tag.TaggerConfig,
+        base={"data.train": data and str(data), "data.format": format_},
+        missing="give the training file, or --resume RUN",
+        name="tag",
+        fit=tag.train_tagger,
+        report=lambda r: f"step {r['step']}, validation F1 {r.get('val_f1', float('nan')):.4f}",
     )
-    log.log(
-        logging.WARNING if quiet else logging.INFO,
-        "step %d, validation F1 %.4f; saved in %s",
-        summary["step"],
-        summary.get("val_f1", float("nan")),
-        target,
-    )
-    if summary.get("stopped") not in (None, "done"):
-        raise typer.Exit(130)
 
 
 @tag_app.command("eval")
@@ -703,22 +731,7 @@ def tag_predict(
 
     _setup_logging()
     loaded = load_tagger(run, checkpoint)
-    lines: list[str] = []
-    for path in files or [Path("-")]:
-        if str(path) == "-":
-            text = sys.stdin.read()
-        else:
-            try:
-                text = path.read_bytes().decode(encoding)
-            except FileNotFoundError:
-                raise DataError(f"{path}: no such file") from None
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"{path}: not valid {encoding} at byte {exc.start} (try --encoding)"
-                ) from None
-        lines += [line.strip() for line in text.split("\n") if line.strip()]
-    if not lines:
-        raise DataError("no text to tag (empty input)")
+    lines = _read_lines(files, encoding)
     chars = loaded.kind == "char"
     sentences = [[c for c in line if not c.isspace()] if chars else line.split() for line in lines]
     tagged = loaded.tag(sentences)
@@ -781,7 +794,6 @@ def forecast_train(
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")] = False,
 ) -> None:
     """Train a forecaster on one column of a CSV file (train, validation and test spans in time order)."""
-    from rnnkit.config import override
     from rnnkit.tasks import forecast
 
     _setup_logging(quiet)
@@ -806,31 +818,22 @@ def forecast_train(
         "train.checkpoint_interval": eval_interval,
         "train.seed": seed,
     }
-    assignments = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(set_ or [])
-    if resume is not None:
-        if data is not None or (out is not None and out != resume):
-            raise UsageError("--resume: give the run folder only, no DATA or other --out")
-        config = override(forecast.saved_forecast_config(resume), assignments)
-        target_dir = resume
-    else:
-        if data is None or column is None:
-            raise UsageError("give the CSV file and --column, or --resume RUN")
-        base = [f"data.path={json.dumps(str(data))}", f"data.column={json.dumps(column)}"]
-        config = override(forecast.ForecastConfig(), base + assignments)
-        target_dir = out if out is not None else Path("runs") / f"forecast-{data.stem}"
-    summary = forecast.train_forecaster(
-        config, target_dir, force=force, resume=resume is not None, progress=not quiet and sys.stderr.isatty()
+    _train_task(
+        flags,
+        set_,
+        data=data,
+        out=out,
+        resume=resume,
+        force=force,
+        quiet=quiet,
+        saved=forecast.saved_forecast_config,
+        fresh=forecast.ForecastConfig,
+        base={"data.path": data and str(data), "data.column": column},
+        missing="give the CSV file and --column, or --resume RUN",
+        name="forecast",
+        fit=forecast.train_forecaster,
+        report=lambda r: f"step {r['step']}, validation RMSE {r.get('val_rmse', float('nan')):.4g}",
     )
-    log.log(
-        logging.WARNING if quiet else logging.INFO,
-        "step %d, validation RMSE %.4g; saved in %s (rnnkit forecast eval %s)",
-        summary["step"],
-        summary.get("val_rmse", float("nan")),
-        target_dir,
-        target_dir,
-    )
-    if summary.get("stopped") not in (None, "done"):
-        raise typer.Exit(130)
 
 
 @forecast_app.command("eval")

@@ -128,3 +128,16 @@ def override(config: T, assignments: list[str]) -> T:
             value = raw
         node[leaf] = value
     return from_dict(type(config), data)
+
+
+def check_rnn_fields(config: Any, *, positive: tuple[str, ...]) -> None:
+    """The checks every recurrent model config shares: a known cell, positive sizes, a dropout in [0, 1)."""
+    from rnnkit.nn.cells import CELLS
+
+    if config.cell not in CELLS:
+        raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {config.cell!r}")
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {getattr(config, name)}")
+    if not 0 <= config.dropout < 1:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {config.dropout}")

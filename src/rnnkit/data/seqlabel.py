@@ -14,12 +14,11 @@ precision/recall/F1 as the SIGHAN bakeoff scores it (a word counts when both its
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnkit.data.files import read_text_file
 from rnnkit.errors import DataError
 
 PREFIX_RE = re.compile(r"^[a-z]{2,3}:")
@@ -31,37 +30,9 @@ class Sentences:
     tags: list[list[str]]
 
 
-def _read_text(path: Path, encoding: str) -> str:
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a text file") from None
-    if path.suffix.lower() == ".zip":
-        try:
-            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-                names = [n for n in archive.namelist() if not n.endswith("/")]
-                if len(names) != 1:
-                    raise DataError(f"{path}: expected a zip holding one text file, found {len(names)} files")
-                raw = archive.read(names[0])
-        except zipfile.BadZipFile:
-            raise DataError(f"{path}: not a valid zip file") from None
-    if not raw.strip():
-        raise DataError(f"{path}: the file is empty")
-    if b"\x00" in raw[:8192]:
-        raise DataError(f"{path}: looks binary (NUL bytes), expected text")
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid {encoding} at byte {exc.start} (try --encoding)") from None
-    return text.lstrip("\ufeff")
-
-
 def read_conll(path: Path, encoding: str = "utf-8") -> Sentences:
     """Sentences of ``token<TAB>tag`` lines; see the module docstring for what is tolerated."""
-    text = _read_text(path, encoding)
+    text = read_text_file(path, encoding, "a text file")
     tokens: list[list[str]] = []
     tags: list[list[str]] = []
     words: list[str] = []
@@ -122,7 +93,7 @@ def tags_to_words(chars: list[str], tags: list[str]) -> list[str]:
 
 def read_segmented(path: Path, encoding: str = "utf-8") -> Sentences:
     """One sentence per line, words separated by whitespace -> characters and B/M/E/S tags."""
-    text = _read_text(path, encoding)
+    text = read_text_file(path, encoding, "a text file")
     tokens, tags = [], []
     for line in text.split("\n"):
         words = line.split()

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnkit.data.files import read_text_file
 from rnnkit.errors import DataError
 
 csv.field_size_limit(1 << 24)
@@ -71,22 +72,7 @@ def read_table(
     ``label_column=None`` reads texts only (for prediction); labels are then empty strings.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a CSV or TSV file") from None
-    if not raw.strip():
-        raise DataError(f"{path}: the file is empty")
-    if b"\x00" in raw[:8192]:
-        raise DataError(f"{path}: looks binary (NUL bytes), expected a CSV or TSV file")
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid {encoding} at byte {exc.start} (try --encoding)") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = read_text_file(path, encoding, "a CSV or TSV file")
     delimiter = delimiter or sniff_delimiter(path, text.split("\n", 1)[0])
     # StringIO(newline="") splits on \n, \r and \r\n only: U+0085 inside a sentence stays text
     # TSV files in NLP are not quoted (a review may hold a lone "): quotes are text there, as in GLUE

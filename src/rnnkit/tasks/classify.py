@@ -27,12 +27,18 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import from_dict, to_dict
+from rnnkit.config import check_rnn_fields, to_dict
 from rnnkit.data.buckets import bucket_batches, pad
 from rnnkit.data.table import Table, TokenVocab, choose_tokens, read_table, tokenize
-from rnnkit.errors import CheckpointError, DataError, UsageError
-from rnnkit.nn import CELLS, LSTMState, Recurrent
-from rnnkit.train.checkpoint import FORMAT_VERSION, load_checkpoint, prepare_run_dir
+from rnnkit.errors import CheckpointError, DataError
+from rnnkit.nn import LSTMState, Recurrent
+from rnnkit.train.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    load_weights,
+    prepare_run_dir,
+    task_config,
+)
 from rnnkit.train.config import TrainConfig
 
 log = logging.getLogger("rnnkit")
@@ -55,15 +61,9 @@ class ClassifierModelConfig:
     """last (the final states, as above), mean or max over the real steps."""
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
+        check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers"))
         if self.pool not in POOLS:
             raise ValueError(f"pool: expected one of {list(POOLS)}, got {self.pool!r}")
-        for name in ("embedding_size", "hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
 
 
 @dataclass(kw_only=True)
@@ -381,30 +381,22 @@ class LoadedClassifier:
 
 
 def saved_classifier_config(run_dir: Path) -> ClassifierConfig:
-    saved = load_checkpoint(Path(run_dir), "last", task=TASK).config
-    try:
-        return from_dict(ClassifierConfig, saved["config"])
-    except (KeyError, TypeError, ValueError, UsageError) as exc:
-        raise CheckpointError(f"{run_dir}: config.json does not describe a classifier ({exc})") from None
+    return task_config(run_dir, "last", TASK, ClassifierConfig, "a classifier")[1]
 
 
 def load_classifier(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedClassifier:
-    loaded = load_checkpoint(Path(run_dir), which, task=TASK)
+    loaded, config = task_config(run_dir, which, TASK, ClassifierConfig, "a classifier")
     try:
-        config = from_dict(ClassifierConfig, loaded.config["config"])
         vocab, labels, kind = (
             TokenVocab(loaded.config["vocab"]),
             loaded.config["labels"],
             loaded.config["tokens"],
         )
-    except (KeyError, TypeError, ValueError, UsageError) as exc:
+    except (KeyError, TypeError) as exc:
         raise CheckpointError(
-            f"{loaded.folder}: config.json does not describe a classifier ({exc})"
+            f"{loaded.folder}: config.json lacks the vocabulary or labels ({exc})"
         ) from None
     model = SequenceClassifier(len(vocab), len(labels), config.model)
-    try:
-        model.load_state_dict(loaded.model_state)
-    except RuntimeError:
-        raise CheckpointError(f"{loaded.folder}: the weights do not fit the model in config.json") from None
+    load_weights(model, loaded)
     model.to(device).eval()
     return LoadedClassifier(model, vocab, labels, kind, config, loaded.name)

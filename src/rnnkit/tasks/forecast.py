@@ -24,6 +24,7 @@ import io
 import logging
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,10 +34,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import from_dict, to_dict
+from rnnkit.config import check_rnn_fields, to_dict
+from rnnkit.data.files import read_text_file
 from rnnkit.errors import CheckpointError, DataError, UsageError
-from rnnkit.nn import CELLS, LSTMState, Recurrent
-from rnnkit.train.checkpoint import FORMAT_VERSION, load_checkpoint, prepare_run_dir
+from rnnkit.nn import LSTMState, Recurrent
+from rnnkit.train.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    load_weights,
+    prepare_run_dir,
+    task_config,
+)
 from rnnkit.train.config import TrainConfig
 
 log = logging.getLogger("rnnkit")
@@ -53,13 +61,7 @@ class ForecastModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
-        for name in ("hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        check_rnn_fields(self, positive=("hidden_size", "num_layers"))
 
 
 @dataclass(kw_only=True)
@@ -126,17 +128,10 @@ def _parse_dates(cells: list[str]) -> tuple[list[datetime], str] | None:
     return None
 
 
-def read_series(path: Path, column: str, inputs: list[str] = (), date_column: str = "auto") -> Series:  # type: ignore[assignment]
+def read_series(path: Path, column: str, inputs: Sequence[str] = (), date_column: str = "auto") -> Series:
     """The numeric columns ``column`` and ``inputs`` of a CSV file with a header row, and its dates."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid utf-8 at byte {exc.start}") from None
-    if "\x00" in text[:8192]:
-        raise DataError(f"{path}: looks binary (NUL bytes), expected a CSV file")
+    text = read_text_file(path, "utf-8", "a CSV file")
     rows = [
         (n, r)
         for n, r in enumerate(csv.reader(io.StringIO(text, newline="")), 1)
@@ -521,27 +516,17 @@ def train_forecaster(
 
 
 def saved_forecast_config(run_dir: Path) -> ForecastConfig:
-    saved = load_checkpoint(Path(run_dir), "last", task=TASK).config
-    try:
-        return from_dict(ForecastConfig, saved["config"])
-    except (KeyError, TypeError, ValueError, UsageError) as exc:
-        raise CheckpointError(f"{run_dir}: config.json does not describe a forecaster ({exc})") from None
+    return task_config(run_dir, "last", TASK, ForecastConfig, "a forecaster")[1]
 
 
 def load_forecaster(run_dir: Path, which: str = "best") -> LoadedForecaster:
-    loaded = load_checkpoint(Path(run_dir), which, task=TASK)
+    loaded, config = task_config(run_dir, which, TASK, ForecastConfig, "a forecaster")
     try:
-        config = from_dict(ForecastConfig, loaded.config["config"])
         stats = loaded.config["stats"]
         features = len(stats["mean"])
-    except (KeyError, TypeError, ValueError, UsageError) as exc:
-        raise CheckpointError(
-            f"{loaded.folder}: config.json does not describe a forecaster ({exc})"
-        ) from None
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{loaded.folder}: config.json lacks the scaling statistics ({exc})") from None
     model = Forecaster(features, config.data.horizon, config.model)
-    try:
-        model.load_state_dict(loaded.model_state)
-    except RuntimeError:
-        raise CheckpointError(f"{loaded.folder}: the weights do not fit the model in config.json") from None
+    load_weights(model, loaded)
     model.eval()
     return LoadedForecaster(model, config, stats, loaded.name)

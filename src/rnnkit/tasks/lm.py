@@ -22,14 +22,21 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import from_dict, to_dict
+from rnnkit.config import check_rnn_fields, from_dict, to_dict
 from rnnkit.data.batching import StreamBatcher
 from rnnkit.data.corpus import STDLIB, EncodedCorpus
 from rnnkit.data.vocab import KINDS, Vocabulary
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.generate import SamplingConfig, sample
-from rnnkit.nn import CELLS, LSTMState, Recurrent, Stepper
-from rnnkit.train.checkpoint import FORMAT_VERSION, check_run_dir, load_checkpoint, prepare_run_dir
+from rnnkit.nn import LSTMState, Recurrent, Stepper
+from rnnkit.train.checkpoint import (
+    FORMAT_VERSION,
+    check_run_dir,
+    load_checkpoint,
+    load_weights,
+    prepare_run_dir,
+    task_config,
+)
 from rnnkit.train.config import TrainConfig
 
 TASK = "lm"
@@ -54,13 +61,7 @@ class ModelConfig:
     """Dropout on the embedding, between layers and before the output layer."""
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
-        for name in ("embedding_size", "hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers"))
 
 
 @dataclass(kw_only=True)
@@ -467,17 +468,13 @@ class LoadedLM:
 
 def load_lm(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedLM:
     """Rebuild the model and vocabulary of a run from its checkpoint alone (no other file needed)."""
-    loaded = load_checkpoint(Path(run_dir), which, task=TASK)
+    loaded, config = task_config(run_dir, which, TASK, LMConfig, "a model")
     try:
-        config = from_dict(LMConfig, loaded.config["config"])
         vocab = Vocabulary.from_dict(loaded.config["vocab"])
-    except (KeyError, TypeError, ValueError, UsageError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{loaded.folder}: config.json does not describe a model ({exc})") from None
     model = build_model(config, len(vocab))
-    try:
-        model.load_state_dict(loaded.model_state)
-    except RuntimeError:
-        raise CheckpointError(f"{loaded.folder}: the weights do not fit the model in config.json") from None
+    load_weights(model, loaded)
     model.to(device).eval()
     return LoadedLM(model, vocab, config, loaded.name)
 
@@ -561,11 +558,7 @@ def _encode_then_commit(config: LMConfig, out: Path, force: bool, world_size: in
 
 def saved_config(run_dir: Path) -> LMConfig:
     """The config of a run's last checkpoint."""
-    saved = load_checkpoint(Path(run_dir), "last", task=TASK).config
-    try:
-        return from_dict(LMConfig, saved["config"])
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{run_dir}: config.json does not describe a run ({exc})") from None
+    return task_config(run_dir, "last", TASK, LMConfig, "a run")[1]
 
 
 def train_lm(

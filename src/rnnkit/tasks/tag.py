@@ -22,14 +22,20 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import from_dict, to_dict
+from rnnkit.config import check_rnn_fields, to_dict
 from rnnkit.data.buckets import bucket_batches, pad
 from rnnkit.data.seqlabel import Sentences, entity_scores, read_sentences, segmentation_scores
 from rnnkit.data.table import TokenVocab, choose_tokens
-from rnnkit.errors import CheckpointError, DataError, UsageError
-from rnnkit.nn import CELLS, Recurrent
+from rnnkit.errors import CheckpointError, DataError
+from rnnkit.nn import Recurrent
 from rnnkit.nn.crf import CRF
-from rnnkit.train.checkpoint import FORMAT_VERSION, load_checkpoint, prepare_run_dir
+from rnnkit.train.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    load_weights,
+    prepare_run_dir,
+    task_config,
+)
 from rnnkit.train.config import TrainConfig
 
 log = logging.getLogger("rnnkit")
@@ -49,13 +55,7 @@ class TaggerModelConfig:
     """A CRF output layer (Viterbi decoding) instead of a softmax at each step."""
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
-        for name in ("embedding_size", "hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers"))
 
 
 @dataclass(kw_only=True)
@@ -368,24 +368,16 @@ class LoadedTagger:
 
 
 def saved_tagger_config(run_dir: Path) -> TaggerConfig:
-    saved = load_checkpoint(Path(run_dir), "last", task=TASK).config
-    try:
-        return from_dict(TaggerConfig, saved["config"])
-    except (KeyError, TypeError, ValueError, UsageError) as exc:
-        raise CheckpointError(f"{run_dir}: config.json does not describe a tagger ({exc})") from None
+    return task_config(run_dir, "last", TASK, TaggerConfig, "a tagger")[1]
 
 
 def load_tagger(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedTagger:
-    loaded = load_checkpoint(Path(run_dir), which, task=TASK)
+    loaded, config = task_config(run_dir, which, TASK, TaggerConfig, "a tagger")
     try:
-        config = from_dict(TaggerConfig, loaded.config["config"])
         vocab, tags, kind = TokenVocab(loaded.config["vocab"]), loaded.config["tags"], loaded.config["tokens"]
-    except (KeyError, TypeError, ValueError, UsageError) as exc:
-        raise CheckpointError(f"{loaded.folder}: config.json does not describe a tagger ({exc})") from None
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{loaded.folder}: config.json lacks the vocabulary or tags ({exc})") from None
     model = Tagger(len(vocab), len(tags), config.model)
-    try:
-        model.load_state_dict(loaded.model_state)
-    except RuntimeError:
-        raise CheckpointError(f"{loaded.folder}: the weights do not fit the model in config.json") from None
+    load_weights(model, loaded)
     model.to(device).eval()
     return LoadedTagger(model, vocab, tags, kind, config, loaded.name)

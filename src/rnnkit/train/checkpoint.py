@@ -268,3 +268,22 @@ def prepare_run_dir(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def task_config(run_dir: Path, which: str, task: str, cls: type, what: str):
+    """The checkpoint ``which`` of a ``task`` run and its config as a ``cls``; refused with a reason."""
+    from rnnkit.config import from_dict
+
+    loaded = load_checkpoint(Path(run_dir), which, task=task)
+    try:
+        return loaded, from_dict(cls, loaded.config["config"])
+    except (KeyError, TypeError, ValueError, UsageError) as exc:
+        raise CheckpointError(f"{loaded.folder}: config.json does not describe {what} ({exc})") from None
+
+
+def load_weights(model: torch.nn.Module, loaded: Checkpoint) -> None:
+    """Put a checkpoint's weights into ``model`` (built from its config), or say that they do not fit."""
+    try:
+        model.load_state_dict(loaded.model_state)
+    except RuntimeError:
+        raise CheckpointError(f"{loaded.folder}: the weights do not fit the model in config.json") from None

@@ -1,0 +1,44 @@
+"""Reading a whole (small) text file with one-line errors: missing, a folder, empty, binary, undecodable.
+
+Large corpora go through :mod:`rnnkit.data.corpus` in chunks; this is for labelled data and series that
+fit in memory. A ``.zip`` holding exactly one file is read as that file.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+from rnnkit.errors import DataError
+
+
+def read_text_file(path: Path, encoding: str = "utf-8", what: str = "a text file") -> str:
+    """The text of ``path`` without a byte-order mark; a :class:`DataError` naming the file otherwise."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected {what}") from None
+    if path.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+                names = [n for n in archive.namelist() if not n.endswith("/")]
+                if len(names) != 1:
+                    raise DataError(f"{path}: expected a zip holding one file, found {len(names)} files")
+                raw = archive.read(names[0])
+        except zipfile.BadZipFile:
+            raise DataError(f"{path}: not a valid zip file") from None
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty")
+    if b"\x00" in raw[:8192]:
+        raise DataError(f"{path}: looks binary (NUL bytes), expected {what}")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid {encoding} at byte {exc.start} (try --encoding)") from None
+    except LookupError:
+        raise DataError(f"--encoding: unknown encoding {encoding!r}") from None
+    return text.removeprefix("\ufeff")
