@@ -46,5 +46,8 @@ def from_environment(device: str) -> Iterator[Placement]:
     dist.init_process_group(backend)
     try:
         yield Placement(rank, world, device)
+        # leave together: a rank that tears the group down while another still uses it aborts that
+        # one (seen as SIGABRT under gloo); after an error torchrun stops the others instead
+        dist.barrier()
     finally:
         dist.destroy_process_group()
