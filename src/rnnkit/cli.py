@@ -58,6 +58,23 @@ def _setup_logging(quiet: bool = False) -> None:
 
 Opt = typer.Option
 
+# options that several commands take, declared once
+ForceOpt = Annotated[bool, Opt(help="Replace an existing run folder.")]
+CellOpt = Annotated[str | None, Opt(help="lstm, gru or rnn.")]
+DropoutOpt = Annotated[float | None, Opt(help="Dropout probability.")]
+LrOpt = Annotated[float | None, Opt(help="Peak learning rate (AdamW).")]
+MaxStepsOpt = Annotated[int | None, Opt(help="Stop after this many steps (0: no limit).")]
+ThreadsOpt = Annotated[int | None, Opt(help="CPU threads (0: torch's default).")]
+CheckpointOpt = Annotated[str, Opt(help="best or last.")]
+EncodingOpt = Annotated[str, Opt(help="Text encoding of the files.")]
+OutOpt = Annotated[Path | None, Opt("--out", "-o", help="Run folder.")]
+NumLayersOpt = Annotated[int | None, Opt(help="Stacked layers.")]
+MaxMinutesOpt = Annotated[float | None, Opt(help="Stop after this many minutes (0: no limit).")]
+EvalIntervalOpt = Annotated[int | None, Opt(help="Evaluate and checkpoint every N steps.")]
+SeedOpt = Annotated[int | None, Opt(help="Random seed.")]
+ResumeOpt = Annotated[Path | None, Opt(help="Continue this run folder.")]
+QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")]
+
 
 @app.command(
     epilog="Examples:\n\n"
@@ -83,12 +100,12 @@ def train(
     resume: Annotated[
         Path | None, Opt(help="Continue the run in this folder from its last checkpoint.")
     ] = None,
-    force: Annotated[bool, Opt(help="Replace an existing run folder.")] = False,
-    cell: Annotated[str | None, Opt(help="lstm, gru or rnn.")] = None,
+    force: ForceOpt = False,
+    cell: CellOpt = None,
     hidden_size: Annotated[int | None, Opt(help="Units per recurrent layer.")] = None,
     num_layers: Annotated[int | None, Opt(help="Stacked recurrent layers.")] = None,
     embedding_size: Annotated[int | None, Opt(help="Size of the character embedding.")] = None,
-    dropout: Annotated[float | None, Opt(help="Dropout probability.")] = None,
+    dropout: DropoutOpt = None,
     vocab: Annotated[str | None, Opt(help="char or byte.")] = None,
     max_vocab: Annotated[int | None, Opt(help="Keep the N most frequent characters (0: all).")] = None,
     val_fraction: Annotated[float | None, Opt(help="Fraction of the text held out for validation.")] = None,
@@ -97,12 +114,12 @@ def train(
     errors: Annotated[str | None, Opt(help="strict or replace: what to do with undecodable bytes.")] = None,
     seq_len: Annotated[int | None, Opt(help="Truncated-BPTT length in steps.")] = None,
     batch_size: Annotated[int | None, Opt(help="Parallel sequences per batch.")] = None,
-    lr: Annotated[float | None, Opt(help="Peak learning rate (AdamW).")] = None,
+    lr: LrOpt = None,
     schedule: Annotated[str | None, Opt(help="cosine, linear or constant decay after warm-up.")] = None,
     warmup_steps: Annotated[int | None, Opt(help="Linear warm-up steps.")] = None,
     weight_decay: Annotated[float | None, Opt(help="AdamW weight decay on matrices.")] = None,
     grad_clip: Annotated[float | None, Opt(help="Clip the gradient norm to this (0: off).")] = None,
-    max_steps: Annotated[int | None, Opt(help="Stop after this many steps (0: no limit).")] = None,
+    max_steps: MaxStepsOpt = None,
     max_minutes: Annotated[
         float | None, Opt(help="Stop after this many minutes of training (0: no limit).")
     ] = None,
@@ -114,7 +131,7 @@ def train(
     seed: Annotated[int | None, Opt(help="Random seed (weights, dropout, samples).")] = None,
     precision: Annotated[str | None, Opt(help="auto, fp32 or bf16.")] = None,
     device: Annotated[str | None, Opt(help="auto, cpu, cuda or cuda:N.")] = None,
-    threads: Annotated[int | None, Opt(help="CPU threads (0: torch's default).")] = None,
+    threads: ThreadsOpt = None,
     on_nan: Annotated[str | None, Opt(help="abort or rollback when the loss diverges.")] = None,
     set_: Annotated[
         list[str] | None,
@@ -234,7 +251,7 @@ def sample(
     lines: Annotated[
         int, Opt(help="Poem form: number of lines (4 or 8); default the acrostic's length or 4.")
     ] = 0,
-    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
+    checkpoint: CheckpointOpt = "best",
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "cpu",
 ) -> None:
     """Generate text from a trained model, streaming it to standard output."""
@@ -307,9 +324,9 @@ def eval_(
     run: Annotated[Path, typer.Argument(help="A run folder made by rnnkit train.")],
     files: Annotated[list[Path], typer.Argument(help="Text files to score.")],
     json_: Annotated[bool, Opt("--json", help="One JSON object per file instead of a table.")] = False,
-    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
+    checkpoint: CheckpointOpt = "best",
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "cpu",
-    encoding: Annotated[str, Opt(help="Text encoding of the files.")] = "utf-8",
+    encoding: EncodingOpt = "utf-8",
     errors: Annotated[str, Opt(help="strict or replace.")] = "strict",
 ) -> None:
     """Nats per character, bits per character and perplexity of text under a trained model."""
@@ -446,35 +463,35 @@ def classify_train(
     ] = None,
     text_column: Column = "1",
     label_column: Column = "0",
-    out: Annotated[Path | None, Opt("--out", "-o", help="Run folder.")] = None,
+    out: OutOpt = None,
     val: Annotated[Path | None, Opt(help="Validation file (default: hold out --val-fraction).")] = None,
     val_fraction: Annotated[float | None, Opt(help="Share of the training rows held out.")] = None,
     tokens: Annotated[str | None, Opt(help="auto, char (Chinese) or word.")] = None,
     pool: Annotated[str | None, Opt(help="last (final states), mean or max.")] = None,
-    cell: Annotated[str | None, Opt(help="lstm, gru or rnn.")] = None,
+    cell: CellOpt = None,
     hidden_size: Annotated[int | None, Opt(help="Units per direction.")] = None,
-    num_layers: Annotated[int | None, Opt(help="Stacked layers.")] = None,
+    num_layers: NumLayersOpt = None,
     embedding_size: Annotated[int | None, Opt(help="Token embedding size.")] = None,
-    dropout: Annotated[float | None, Opt(help="Dropout probability.")] = None,
+    dropout: DropoutOpt = None,
     bidirectional: Annotated[
         bool | None, Opt("--bidirectional/--unidirectional", help="BiRNN or not.")
     ] = None,
     max_tokens: Annotated[int | None, Opt(help="Cut texts to this many tokens.")] = None,
     batch_size: Annotated[int | None, Opt(help="Texts per batch.")] = None,
-    lr: Annotated[float | None, Opt(help="Peak learning rate (AdamW).")] = None,
-    max_steps: Annotated[int | None, Opt(help="Stop after this many steps (0: no limit).")] = None,
-    max_minutes: Annotated[float | None, Opt(help="Stop after this many minutes (0: no limit).")] = None,
-    eval_interval: Annotated[int | None, Opt(help="Evaluate and checkpoint every N steps.")] = None,
-    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    lr: LrOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_minutes: MaxMinutesOpt = None,
+    eval_interval: EvalIntervalOpt = None,
+    seed: SeedOpt = None,
     encoding: Annotated[str | None, Opt(help="Text encoding of the files.")] = None,
     device: Annotated[str | None, Opt(help="auto, cpu or cuda.")] = None,
-    threads: Annotated[int | None, Opt(help="CPU threads (0: torch's default).")] = None,
-    resume: Annotated[Path | None, Opt(help="Continue this run folder.")] = None,
-    force: Annotated[bool, Opt(help="Replace an existing run folder.")] = False,
+    threads: ThreadsOpt = None,
+    resume: ResumeOpt = None,
+    force: ForceOpt = False,
     set_: Annotated[
         list[str] | None, Opt("--set", help="Any config field by dotted key (repeatable).")
     ] = None,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a text classifier on labelled rows of a CSV/TSV file."""
     from rnnkit.tasks import classify
@@ -535,7 +552,7 @@ def classify_eval(
     text_column: Column = "1",
     label_column: Column = "0",
     json_: Annotated[bool, Opt("--json", help="One JSON object instead of a table.")] = False,
-    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
+    checkpoint: CheckpointOpt = "best",
     encoding: Annotated[str, Opt(help="Text encoding of the file.")] = "utf-8",
 ) -> None:
     """Accuracy, macro-F1 and the confusion matrix of a trained classifier on a labelled file."""
@@ -569,8 +586,8 @@ def classify_predict(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Text files, one text per line (default: stdin).")
     ] = None,
-    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
-    encoding: Annotated[str, Opt(help="Text encoding of the files.")] = "utf-8",
+    checkpoint: CheckpointOpt = "best",
+    encoding: EncodingOpt = "utf-8",
 ) -> None:
     """Label each line of the files (or of standard input): prints label, probability and the text."""
     from rnnkit.tasks.classify import load_classifier
@@ -607,7 +624,7 @@ Format = Annotated[
 def tag_train(
     data: Annotated[Path | None, typer.Argument(help="Training file.", show_default=False)] = None,
     format_: Format = "conll",
-    out: Annotated[Path | None, Opt("--out", "-o", help="Run folder.")] = None,
+    out: OutOpt = None,
     val: Annotated[Path | None, Opt(help="Validation file (default: hold out --val-fraction).")] = None,
     val_fraction: Annotated[float | None, Opt(help="Share of the training sentences held out.")] = None,
     tokens: Annotated[str | None, Opt(help="auto, char or word.")] = None,
@@ -617,26 +634,26 @@ def tag_train(
     bidirectional: Annotated[
         bool | None, Opt("--bidirectional/--unidirectional", help="BiRNN or not.")
     ] = None,
-    cell: Annotated[str | None, Opt(help="lstm, gru or rnn.")] = None,
+    cell: CellOpt = None,
     hidden_size: Annotated[int | None, Opt(help="Units per direction.")] = None,
-    num_layers: Annotated[int | None, Opt(help="Stacked layers.")] = None,
+    num_layers: NumLayersOpt = None,
     embedding_size: Annotated[int | None, Opt(help="Token embedding size.")] = None,
-    dropout: Annotated[float | None, Opt(help="Dropout probability.")] = None,
+    dropout: DropoutOpt = None,
     batch_size: Annotated[int | None, Opt(help="Sentences per batch.")] = None,
-    lr: Annotated[float | None, Opt(help="Peak learning rate (AdamW).")] = None,
-    max_steps: Annotated[int | None, Opt(help="Stop after this many steps (0: no limit).")] = None,
-    max_minutes: Annotated[float | None, Opt(help="Stop after this many minutes (0: no limit).")] = None,
-    eval_interval: Annotated[int | None, Opt(help="Evaluate and checkpoint every N steps.")] = None,
-    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    lr: LrOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_minutes: MaxMinutesOpt = None,
+    eval_interval: EvalIntervalOpt = None,
+    seed: SeedOpt = None,
     encoding: Annotated[str | None, Opt(help="Text encoding of the files.")] = None,
     device: Annotated[str | None, Opt(help="auto, cpu or cuda.")] = None,
-    threads: Annotated[int | None, Opt(help="CPU threads (0: torch's default).")] = None,
-    resume: Annotated[Path | None, Opt(help="Continue this run folder.")] = None,
-    force: Annotated[bool, Opt(help="Replace an existing run folder.")] = False,
+    threads: ThreadsOpt = None,
+    resume: ResumeOpt = None,
+    force: ForceOpt = False,
     set_: Annotated[
         list[str] | None, Opt("--set", help="Any config field by dotted key (repeatable).")
     ] = None,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a tagger on CoNLL-style or segmented text."""
     from rnnkit.tasks import tag
@@ -688,7 +705,7 @@ def tag_eval(
     data: Annotated[Path, typer.Argument(help="A tagged file in the run's format.")],
     format_: Format = "",
     json_: Annotated[bool, Opt("--json", help="One JSON object instead of a line.")] = False,
-    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
+    checkpoint: CheckpointOpt = "best",
     encoding: Annotated[str, Opt(help="Text encoding of the file.")] = "utf-8",
 ) -> None:
     """Precision, recall and F1: entity-level (seqeval) for conll, word-level (SIGHAN) for segmented."""
@@ -722,8 +739,8 @@ def tag_predict(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Raw text, one sentence per line (default: stdin).")
     ] = None,
-    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
-    encoding: Annotated[str, Opt(help="Text encoding of the files.")] = "utf-8",
+    checkpoint: CheckpointOpt = "best",
+    encoding: EncodingOpt = "utf-8",
 ) -> None:
     """Segment raw text into words (segmented models) or print token<TAB>tag lines (conll models)."""
     from rnnkit.data.seqlabel import tags_to_words
@@ -763,7 +780,7 @@ def forecast_train(
         Path | None, typer.Argument(help="A CSV file with a header row.", show_default=False)
     ] = None,
     column: Annotated[str | None, Opt(help="The column to forecast (name or 0-based number).")] = None,
-    out: Annotated[Path | None, Opt("--out", "-o", help="Run folder.")] = None,
+    out: OutOpt = None,
     inputs: Annotated[str | None, Opt(help="More input columns, comma-separated.")] = None,
     date_column: Annotated[str | None, Opt(help="The dates' column (auto or none).")] = None,
     window: Annotated[int | None, Opt(help="Past steps the network reads.")] = None,
@@ -777,21 +794,21 @@ def forecast_train(
     test_fraction: Annotated[
         float | None, Opt(help="Share of the series at its end held out for the test.")
     ] = None,
-    cell: Annotated[str | None, Opt(help="lstm, gru or rnn.")] = None,
+    cell: CellOpt = None,
     hidden_size: Annotated[int | None, Opt(help="Units per layer.")] = None,
-    num_layers: Annotated[int | None, Opt(help="Stacked layers.")] = None,
+    num_layers: NumLayersOpt = None,
     batch_size: Annotated[int | None, Opt(help="Windows per batch.")] = None,
-    lr: Annotated[float | None, Opt(help="Peak learning rate (AdamW).")] = None,
-    max_steps: Annotated[int | None, Opt(help="Stop after this many steps (0: no limit).")] = None,
-    max_minutes: Annotated[float | None, Opt(help="Stop after this many minutes (0: no limit).")] = None,
-    eval_interval: Annotated[int | None, Opt(help="Evaluate and checkpoint every N steps.")] = None,
-    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
-    resume: Annotated[Path | None, Opt(help="Continue this run folder.")] = None,
-    force: Annotated[bool, Opt(help="Replace an existing run folder.")] = False,
+    lr: LrOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_minutes: MaxMinutesOpt = None,
+    eval_interval: EvalIntervalOpt = None,
+    seed: SeedOpt = None,
+    resume: ResumeOpt = None,
+    force: ForceOpt = False,
     set_: Annotated[
         list[str] | None, Opt("--set", help="Any config field by dotted key (repeatable).")
     ] = None,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a forecaster on one column of a CSV file (train, validation and test spans in time order)."""
     from rnnkit.tasks import forecast
@@ -844,7 +861,7 @@ def forecast_eval(
     plot: Annotated[
         Path | None, Opt(help="Where to save the PNG plot (default: RUN/forecast-SPLIT.png).")
     ] = None,
-    checkpoint: Annotated[str, Opt(help="best or last.")] = "best",
+    checkpoint: CheckpointOpt = "best",
 ) -> None:
     """RMSE, MAE and MAPE on the test span, next to the naive and seasonal-naive forecasts; saves a plot."""
     from rnnkit.tasks.forecast import load_forecaster

@@ -31,3 +31,35 @@ def bucket_batches(lengths: list[int], batch_size: int, seed: int, pool_batches:
         batches += [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+class BucketStream:
+    """Endless length-bucketed batches of row indices, epoch after epoch, with a resumable position.
+
+    Epoch ``e`` is ``bucket_batches(lengths, batch_size, seed + e)``; ``state()``/``load_state()`` are
+    the trainer's ``data_state``/``load_data_state``.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int) -> None:
+        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self.epoch, self.index = 0, 0
+        self._batches = self._epoch_batches()
+
+    def _epoch_batches(self) -> list[list[int]]:
+        return bucket_batches(self.lengths, self.batch_size, self.seed + self.epoch)
+
+    def next_rows(self) -> list[int]:
+        if self.index >= len(self._batches):
+            self.epoch += 1
+            self.index = 0
+            self._batches = self._epoch_batches()
+        rows = self._batches[self.index]
+        self.index += 1
+        return rows
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._batches = self._epoch_batches()

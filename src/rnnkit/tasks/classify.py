@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnkit.config import check_rnn_fields, to_dict
-from rnnkit.data.buckets import bucket_batches, pad
+from rnnkit.data.buckets import BucketStream, pad
 from rnnkit.data.table import Table, TokenVocab, choose_tokens, read_table, tokenize
 from rnnkit.errors import CheckpointError, DataError
 from rnnkit.nn import LSTMState, Recurrent
@@ -218,32 +218,22 @@ class ClassifyTask:
     ) -> None:
         self.config, self.train, self.val = config, train, val
         self.vocab, self.labels, self.kind = vocab, labels, kind
-        self.lengths = [len(x) for x in train.ids]
         if len(train.ids) < 2:
             raise DataError("the training file needs at least two labelled rows")
-        self.epoch, self.index = 0, 0
-        self._batches = self._epoch_batches()
-
-    def _epoch_batches(self) -> list[list[int]]:
-        return bucket_batches(self.lengths, self.config.train.batch_size, self.config.train.seed + self.epoch)
+        t = config.train
+        self.stream = BucketStream([len(x) for x in train.ids], t.batch_size, t.seed)
 
     def next_batch(self):
-        if self.index >= len(self._batches):
-            self.epoch += 1
-            self.index = 0
-            self._batches = self._epoch_batches()
-        rows = self._batches[self.index]
-        self.index += 1
+        rows = self.stream.next_rows()
         ids, lengths = pad([self.train.ids[i] for i in rows])
         labels = torch.tensor([self.train.labels[i] for i in rows], dtype=torch.long)
         return (ids, lengths, labels), False
 
     def data_state(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
+        return self.stream.state()
 
     def load_data_state(self, state: dict) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._batches = self._epoch_batches()
+        self.stream.load_state(state)
 
     def training_loss(self, model: nn.Module, batch, carry):
         device = next(model.parameters()).device

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnkit.config import check_rnn_fields, to_dict
-from rnnkit.data.buckets import bucket_batches, pad
+from rnnkit.data.buckets import BucketStream, pad
 from rnnkit.data.seqlabel import Sentences, entity_scores, read_sentences, segmentation_scores
 from rnnkit.data.table import TokenVocab, choose_tokens
 from rnnkit.errors import CheckpointError, DataError
@@ -130,15 +130,19 @@ class Tagger(nn.Module):
 
     def forward(self, ids: Tensor, lengths: Tensor, tags: Tensor) -> Tensor:
         """The summed negative log-likelihood of the batch's tags (per sentence with a CRF)."""
-        scores = self.emissions(ids, lengths)
+        return self.loss_of(self.emissions(ids, lengths), lengths, tags)
+
+    def loss_of(self, scores: Tensor, lengths: Tensor, tags: Tensor) -> Tensor:
         if self.crf is not None:
             return self.crf(scores, tags, lengths).sum()
-        mask = torch.arange(ids.shape[1], device=ids.device)[None] < lengths.to(ids.device)[:, None]
+        mask = torch.arange(scores.shape[1], device=scores.device)[None] < lengths.to(scores.device)[:, None]
         return F.cross_entropy(scores[mask], tags[mask], reduction="sum")
 
     @torch.no_grad()
     def decode(self, ids: Tensor, lengths: Tensor) -> list[list[int]]:
-        scores = self.emissions(ids, lengths)
+        return self.decode_scores(self.emissions(ids, lengths), lengths)
+
+    def decode_scores(self, scores: Tensor, lengths: Tensor) -> list[list[int]]:
         if self.crf is not None:
             return self.crf.decode(scores, lengths)
         best = scores.argmax(-1).tolist()
@@ -206,30 +210,20 @@ class TagTask:
                  tags: list[str], kind: str) -> None:  # fmt: skip
         self.config, self.train, self.val = config, train, val
         self.vocab, self.tags, self.kind = vocab, tags, kind
-        self.lengths = [len(x) for x in train.ids]
-        self.epoch, self.index = 0, 0
-        self._batches = self._epoch_batches()
-
-    def _epoch_batches(self) -> list[list[int]]:
-        return bucket_batches(self.lengths, self.config.train.batch_size, self.config.train.seed + self.epoch)
+        t = config.train
+        self.stream = BucketStream([len(x) for x in train.ids], t.batch_size, t.seed)
 
     def next_batch(self):
-        if self.index >= len(self._batches):
-            self.epoch += 1
-            self.index = 0
-            self._batches = self._epoch_batches()
-        rows = self._batches[self.index]
-        self.index += 1
+        rows = self.stream.next_rows()
         ids, lengths = pad([self.train.ids[i] for i in rows])
         tags, _ = pad([self.train.tags[i] for i in rows])
         return (ids, lengths, tags), False
 
     def data_state(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
+        return self.stream.state()
 
     def load_data_state(self, state: dict) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._batches = self._epoch_batches()
+        self.stream.load_state(state)
 
     def training_loss(self, model: nn.Module, batch, carry):
         device = next(model.parameters()).device
@@ -238,17 +232,21 @@ class TagTask:
         return model(ids.to(device), lengths, tags.to(device)) / tokens, None, tokens
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Loss and F1 from one pass: the emissions of each batch give both."""
         total, tokens = 0.0, 0
         device = next(model.parameters()).device
         order = sorted(range(len(self.val.ids)), key=lambda i: len(self.val.ids[i]))
+        pred: list[list[int]] = [[] for _ in order]
         with torch.no_grad():
             for start in range(0, len(order), 128):
                 rows = order[start : start + 128]
                 ids, lengths = pad([self.val.ids[i] for i in rows])
                 tags, _ = pad([self.val.tags[i] for i in rows])
-                total += float(model(ids.to(device), lengths, tags.to(device)))
+                scores = model.emissions(ids.to(device), lengths)
+                total += float(model.loss_of(scores, lengths, tags.to(device)))
                 tokens += int(lengths.sum())
-        pred = predict_ids(model, self.val.ids)
+                for i, found_tags in zip(rows, model.decode_scores(scores, lengths), strict=True):
+                    pred[i] = found_tags
         found = score(self.config.data.format, self.tags, self.val.tags, pred)
         return {"val_loss": total / tokens, "val_f1": found["f1"]}
 
