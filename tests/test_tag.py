@@ -216,3 +216,48 @@ def test_cli_tags_entities_with_and_without_crf(tmp_path, capsys):
         assert main(["tag", "eval", str(run), str(tmp_path / "ner.conll"), "--json"]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["f1"] > 0.95 and result["scoring"] == "seqeval-entities"
+
+
+def test_bigram_keys_cover_both_edges():
+    from rnnkit.tasks.tag import BOUNDARY, bigram_keys
+
+    keys = bigram_keys(["上", "海", "市"], "char")
+    assert keys == [f"{BOUNDARY}\t上", "上\t海", "海\t市", f"市\t{BOUNDARY}"]
+    assert bigram_keys([], "char") == [f"{BOUNDARY}\t{BOUNDARY}"]
+
+
+def test_padding_never_changes_a_tagger_with_bigrams():
+    from rnnkit.data.table import TokenVocab
+    from rnnkit.tasks.tag import EncodedTags, Inputs, Tagger, TaggerModelConfig, bigram_keys
+
+    sentences = [list("上海体育局召开会议"), list("会议"), list("体育局")]
+    vocab = TokenVocab.build(sentences)
+    bigrams = TokenVocab.build(bigram_keys(s, "char") for s in sentences)
+    inputs = Inputs(vocab, "char", bigrams)
+    encoded = [inputs.encode(s) for s in sentences]
+    rows = EncodedTags([e[0] for e in encoded], [[0] * len(s) for s in sentences], [e[1] for e in encoded])
+    torch.manual_seed(0)
+    model = Tagger(len(vocab), 4, TaggerModelConfig(hidden_size=8, embedding_size=8, bigram_size=4),
+                   len(bigrams)).eval()  # fmt: skip
+    ids, lengths, pairs = rows.batch([0, 1, 2])
+    assert pairs.shape == (3, ids.shape[1] + 1)
+    together = model.emissions(ids, lengths, pairs)
+    for i in range(3):
+        alone = model.emissions(*rows.batch([i]))
+        n = len(sentences[i])
+        torch.testing.assert_close(together[i, :n], alone[0, :n], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="bigram"):
+        model.emissions(ids, lengths)
+
+
+def test_cli_bigram_size_zero_trains_without_bigrams(tmp_path, capsys):
+    train = segmented_file(tmp_path / "train.txt", 200, 0)
+    for size, has in (("0", False), ("8", True)):
+        run = tmp_path / f"run{size}"
+        args = ["tag", "train", str(train), "--format", "segmented", "--out", str(run), "--max-steps", "5"]
+        args += ["--hidden-size", "8", "--embedding-size", "8", "--bigram-size", size, "--quiet"]
+        assert main(args) == 0, capsys.readouterr().err
+        saved = json.loads((run / "ckpt-000005" / "config.json").read_text())
+        assert bool(saved["bigrams"]) is has and saved["config"]["model"]["bigram_size"] == int(size)
+        assert main(["tag", "predict", str(run), str(train)]) == 0
+        assert capsys.readouterr().out.count("\n") >= 200

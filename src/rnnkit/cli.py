@@ -638,6 +638,9 @@ def tag_train(
     hidden_size: Annotated[int | None, Opt(help="Units per direction.")] = None,
     num_layers: NumLayersOpt = None,
     embedding_size: Annotated[int | None, Opt(help="Token embedding size.")] = None,
+    bigram_size: Annotated[
+        int | None, Opt(help="Embedding size of each character's two bigrams (0: none; default 64).")
+    ] = None,
     dropout: DropoutOpt = None,
     batch_size: Annotated[int | None, Opt(help="Sentences per batch.")] = None,
     lr: LrOpt = None,
@@ -671,6 +674,7 @@ def tag_train(
         "model.num_layers": num_layers,
         "model.embedding_size": embedding_size,
         "model.dropout": dropout,
+        "model.bigram_size": bigram_size,
         "train.batch_size": batch_size,
         "train.lr": lr,
         "train.max_steps": max_steps,
@@ -749,7 +753,7 @@ def tag_predict(
     _setup_logging()
     loaded = load_tagger(run, checkpoint)
     lines = _read_lines(files, encoding)
-    chars = loaded.kind == "char"
+    chars = loaded.inputs.kind == "char"
     sentences = [[c for c in line if not c.isspace()] if chars else line.split() for line in lines]
     tagged = loaded.tag(sentences)
     for tokens, tags in zip(sentences, tagged, strict=True):

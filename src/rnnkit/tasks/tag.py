@@ -9,10 +9,16 @@ I-LOC...), trained by its forward algorithm and decoded by Viterbi; without it e
 Two input formats: ``conll`` (``token<TAB>tag`` lines, blank line between sentences) and ``segmented``
 (words separated by spaces, turned into B/M/E/S character tags and back). Tokens are characters when
 the text is Chinese or Japanese, else words (lower-cased for the vocabulary).
+
+Character tokens also see their two neighbouring bigrams (``model.bigram_size``, on by default): the
+input at step t is :math:`[E_c(c_t); E_b(c_{t-1}c_t); E_b(c_t c_{t+1})]`, with sentence-boundary marks at
+both ends. Bigrams are the strongest single feature for word segmentation (a two-character word is
+often one frequent bigram); bigrams seen fewer than ``data.bigram_min_count`` times map to ``<unk>``.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from dataclasses import dataclass, field
@@ -53,9 +59,13 @@ class TaggerModelConfig:
     dropout: float = 0.2
     crf: bool = True
     """A CRF output layer (Viterbi decoding) instead of a softmax at each step."""
+    bigram_size: int = 64
+    """Embedding size of each character's left and right bigrams; 0: none. Character tokens only."""
 
     def __post_init__(self) -> None:
         check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers"))
+        if self.bigram_size < 0:
+            raise ValueError(f"bigram_size: expected 0 or more, got {self.bigram_size}")
 
 
 @dataclass(kw_only=True)
@@ -72,6 +82,8 @@ class TaggerDataConfig:
     """Longer sentences are cut into pieces of at most this many tokens."""
     min_count: int = 1
     max_vocab: int = 50_000
+    bigram_min_count: int = 2
+    max_bigrams: int = 200_000
     encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
@@ -81,7 +93,7 @@ class TaggerDataConfig:
             raise ValueError(f"tokens: expected auto, char or word, got {self.tokens!r}")
         if not 0 < self.val_fraction < 0.9:
             raise ValueError(f"val_fraction: expected a fraction in (0, 0.9), got {self.val_fraction}")
-        for name in ("max_tokens", "min_count", "max_vocab"):
+        for name in ("max_tokens", "min_count", "max_vocab", "bigram_min_count", "max_bigrams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
 
@@ -103,17 +115,24 @@ class TaggerConfig:
 
 
 class Tagger(nn.Module):
-    """Embedding -> (bi)RNN -> per-step tag scores -> CRF (or softmax).
+    """Embedding (+ bigram embeddings) -> (bi)RNN -> per-step tag scores -> CRF (or softmax).
 
-    ``forward(ids, lengths, tags)`` is the summed loss of the batch; ``decode(ids, lengths)`` the tags.
+    ``forward(ids, lengths, tags, bigrams)`` is the summed loss of the batch; ``decode(ids, lengths,
+    bigrams)`` the tags. ``ids`` is (N, T); ``bigrams`` (N, T + 1) holds each sentence's n + 1 bigram ids
+    (boundary, c1), (c1, c2), ..., (cn, boundary), so step t reads bigrams t and t + 1. It is required
+    when the model was made with ``bigram_vocab > 0``.
     """
 
-    def __init__(self, vocab_size: int, num_tags: int, config: TaggerModelConfig) -> None:
+    def __init__(
+        self, vocab_size: int, num_tags: int, config: TaggerModelConfig, bigram_vocab: int = 0
+    ) -> None:
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=0)
+        width = config.bigram_size if bigram_vocab else 0
+        self.bigram = nn.Embedding(bigram_vocab, width, padding_idx=0) if width else None
         self.rnn = Recurrent(
-            config.embedding_size,
+            config.embedding_size + 2 * width,
             config.hidden_size,
             cell=config.cell,
             num_layers=config.num_layers,
@@ -124,13 +143,19 @@ class Tagger(nn.Module):
         self.head = nn.Linear(self.rnn.output_size, num_tags)
         self.crf = CRF(num_tags) if config.crf else None
 
-    def emissions(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        out, _ = self.rnn(self.dropout(self.embedding(ids)), lengths=lengths)
+    def emissions(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
+        x = self.embedding(ids)
+        if self.bigram is not None:
+            if bigrams is None:
+                raise ValueError("this tagger reads bigrams: pass the (N, T + 1) bigram ids")
+            pairs = self.bigram(bigrams[:, : ids.shape[1] + 1])
+            x = torch.cat([x, pairs[:, :-1], pairs[:, 1:]], dim=-1)
+        out, _ = self.rnn(self.dropout(x), lengths=lengths)
         return self.head(self.dropout(out)).float()  # (N, T, K)
 
-    def forward(self, ids: Tensor, lengths: Tensor, tags: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, lengths: Tensor, tags: Tensor, bigrams: Tensor | None = None) -> Tensor:
         """The summed negative log-likelihood of the batch's tags (per sentence with a CRF)."""
-        return self.loss_of(self.emissions(ids, lengths), lengths, tags)
+        return self.loss_of(self.emissions(ids, lengths, bigrams), lengths, tags)
 
     def loss_of(self, scores: Tensor, lengths: Tensor, tags: Tensor) -> Tensor:
         if self.crf is not None:
@@ -139,8 +164,8 @@ class Tagger(nn.Module):
         return F.cross_entropy(scores[mask], tags[mask], reduction="sum")
 
     @torch.no_grad()
-    def decode(self, ids: Tensor, lengths: Tensor) -> list[list[int]]:
-        return self.decode_scores(self.emissions(ids, lengths), lengths)
+    def decode(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> list[list[int]]:
+        return self.decode_scores(self.emissions(ids, lengths, bigrams), lengths)
 
     def decode_scores(self, scores: Tensor, lengths: Tensor) -> list[list[int]]:
         if self.crf is not None:
@@ -167,25 +192,55 @@ def chunk(sentences: Sentences, limit: int) -> Sentences:
     return Sentences(tokens, tags)
 
 
+BOUNDARY = "\u2402"  # stands for the sentence's edge in a bigram key (a control picture, not text)
+
+
+def bigram_keys(words: list[str], kind: str) -> list[str]:
+    """The n + 1 bigrams of n tokens: (edge, w1), (w1, w2), ..., (wn, edge)."""
+    keys = [BOUNDARY, *(token_key(w, kind) for w in words), BOUNDARY]
+    return [f"{a}\t{b}" for a, b in itertools.pairwise(keys)]
+
+
+@dataclass
+class Inputs:
+    """What the tagger reads for a set of sentences: token ids and (optionally) bigram ids."""
+
+    vocab: TokenVocab
+    kind: str
+    bigrams: TokenVocab | None = None
+
+    def encode(self, words: list[str]) -> tuple[list[int], list[int] | None]:
+        ids = self.vocab.encode([token_key(w, self.kind) for w in words])
+        pairs = self.bigrams.encode(bigram_keys(words, self.kind)) if self.bigrams is not None else None
+        return ids, pairs
+
+
 @dataclass
 class EncodedTags:
     ids: list[list[int]]
     tags: list[list[int]]
+    bigrams: list[list[int]] | None = None
+
+    def batch(self, rows: list[int]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Padded (ids, lengths, bigrams) of the given rows."""
+        ids, lengths = pad([self.ids[i] for i in rows])
+        bigrams = pad([self.bigrams[i] for i in rows])[0] if self.bigrams is not None else None
+        return ids, lengths, bigrams
 
 
-def encode(
-    sentences: Sentences, vocab: TokenVocab, tag_index: dict[str, int], kind: str, path: str
-) -> EncodedTags:
-    ids, tags = [], []
+def encode(sentences: Sentences, inputs: Inputs, tag_index: dict[str, int], path: str) -> EncodedTags:
+    ids, tags, bigrams = [], [], []
     for words, labels in zip(sentences.tokens, sentences.tags, strict=True):
         unknown = [t for t in labels if t not in tag_index]
         if unknown:
             raise DataError(
                 f"{path}: tag {unknown[0]!r} was not seen in training (tags: {', '.join(tag_index)})"
             )
-        ids.append(vocab.encode([token_key(w, kind) for w in words]))
+        row, pairs = inputs.encode(words)
+        ids.append(row)
+        bigrams.append(pairs)
         tags.append([tag_index[t] for t in labels])
-    return EncodedTags(ids, tags)
+    return EncodedTags(ids, tags, bigrams if inputs.bigrams is not None else None)
 
 
 def sort_tags(tags: set[str]) -> list[str]:
@@ -206,18 +261,18 @@ def sort_tags(tags: set[str]) -> list[str]:
 class TagTask:
     selection = ("val_f1", "max")  # the best checkpoint: highest validation F1
 
-    def __init__(self, config: TaggerConfig, train: EncodedTags, val: EncodedTags, vocab: TokenVocab,
-                 tags: list[str], kind: str) -> None:  # fmt: skip
+    def __init__(self, config: TaggerConfig, train: EncodedTags, val: EncodedTags, inputs: Inputs,
+                 tags: list[str]) -> None:  # fmt: skip
         self.config, self.train, self.val = config, train, val
-        self.vocab, self.tags, self.kind = vocab, tags, kind
+        self.inputs, self.tags = inputs, tags
         t = config.train
         self.stream = BucketStream([len(x) for x in train.ids], t.batch_size, t.seed)
 
     def next_batch(self):
         rows = self.stream.next_rows()
-        ids, lengths = pad([self.train.ids[i] for i in rows])
+        ids, lengths, bigrams = self.train.batch(rows)
         tags, _ = pad([self.train.tags[i] for i in rows])
-        return (ids, lengths, tags), False
+        return (ids, lengths, tags, bigrams), False
 
     def data_state(self) -> dict:
         return self.stream.state()
@@ -227,9 +282,10 @@ class TagTask:
 
     def training_loss(self, model: nn.Module, batch, carry):
         device = next(model.parameters()).device
-        ids, lengths, tags = batch
+        ids, lengths, tags, bigrams = batch
         tokens = int(lengths.sum())
-        return model(ids.to(device), lengths, tags.to(device)) / tokens, None, tokens
+        loss = model(ids.to(device), lengths, tags.to(device), to_device(bigrams, device))
+        return loss / tokens, None, tokens
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Loss and F1 from one pass: the emissions of each batch give both."""
@@ -240,9 +296,9 @@ class TagTask:
         with torch.no_grad():
             for start in range(0, len(order), 128):
                 rows = order[start : start + 128]
-                ids, lengths = pad([self.val.ids[i] for i in rows])
+                ids, lengths, bigrams = self.val.batch(rows)
                 tags, _ = pad([self.val.tags[i] for i in rows])
-                scores = model.emissions(ids.to(device), lengths)
+                scores = model.emissions(ids.to(device), lengths, to_device(bigrams, device))
                 total += float(model.loss_of(scores, lengths, tags.to(device)))
                 tokens += int(lengths.sum())
                 for i, found_tags in zip(rows, model.decode_scores(scores, lengths), strict=True):
@@ -258,21 +314,28 @@ class TagTask:
             "format_version": FORMAT_VERSION,
             "task": TASK,
             "config": to_dict(self.config),
-            "vocab": self.vocab.tokens,
+            "vocab": self.inputs.vocab.tokens,
+            "bigrams": self.inputs.bigrams.tokens if self.inputs.bigrams is not None else None,
             "tags": self.tags,
-            "tokens": self.kind,
+            "tokens": self.inputs.kind,
         }
 
 
-def predict_ids(model: Tagger, rows: list[list[int]], batch_size: int = 128) -> list[list[int]]:
+def to_device(x: Tensor | None, device) -> Tensor | None:
+    return x.to(device) if x is not None else None
+
+
+def predict_ids(model: Tagger, rows: EncodedTags, batch_size: int = 128) -> list[list[int]]:
+    """The decoded tags of each encoded sentence (``rows.tags`` is not read)."""
     model.eval()
     device = next(model.parameters()).device
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out: list[list[int]] = [[] for _ in rows]
+    order = sorted(range(len(rows.ids)), key=lambda i: len(rows.ids[i]))
+    out: list[list[int]] = [[] for _ in rows.ids]
     for start in range(0, len(order), batch_size):
         chunk_rows = order[start : start + batch_size]
-        ids, lengths = pad([rows[i] for i in chunk_rows])
-        for i, tags in zip(chunk_rows, model.decode(ids.to(device), lengths), strict=True):
+        ids, lengths, bigrams = rows.batch(chunk_rows)
+        found = model.decode(ids.to(device), lengths, to_device(bigrams, device))
+        for i, tags in zip(chunk_rows, found, strict=True):
             out[i] = tags
     return out
 
@@ -309,26 +372,31 @@ def train_tagger(
     out = Path(out)
     d = config.data
     train_sents, val_sents = load_sentences(config)
+    train_sents = chunk(train_sents, d.max_tokens)
     if resume:
         saved = load_checkpoint(out, "last", task=TASK).config
-        vocab, tags, kind = TokenVocab(saved["vocab"]), saved["tags"], saved["tokens"]
+        inputs, tags = saved_inputs(saved, out)
     else:
         kind = d.tokens if d.tokens != "auto" else choose_tokens(" ".join(s) for s in train_sents.tokens)
         tags = sort_tags({t for sentence in train_sents.tags for t in sentence})
         docs = ([token_key(w, kind) for w in s] for s in train_sents.tokens)
-        vocab = TokenVocab.build(docs, d.min_count, d.max_vocab)
+        inputs = Inputs(TokenVocab.build(docs, d.min_count, d.max_vocab), kind)
+        if kind == "char" and config.model.bigram_size:
+            pairs = (bigram_keys(s, kind) for s in train_sents.tokens)
+            inputs.bigrams = TokenVocab.build(pairs, d.bigram_min_count, d.max_bigrams)
     index = {t: i for i, t in enumerate(tags)}
-    train = encode(chunk(train_sents, d.max_tokens), vocab, index, kind, d.train)
-    val = encode(chunk(val_sents, d.max_tokens), vocab, index, kind, d.val or d.train)
-    task = TagTask(config, train, val, vocab, tags, kind)
+    train = encode(train_sents, inputs, index, d.train)
+    val = encode(chunk(val_sents, d.max_tokens), inputs, index, d.val or d.train)
+    task = TagTask(config, train, val, inputs, tags)
     if not resume:
         prepare_run_dir(out, force)
+    bigrams = f", {len(inputs.bigrams):,} bigrams" if inputs.bigrams is not None else ""
     log.info(
-        "data: %s training and %s validation sentences, %d tags, %s tokens, vocabulary of %s",
-        f"{len(train.ids):,}", f"{len(val.ids):,}", len(tags), kind, f"{len(vocab):,}",
+        "data: %s training and %s validation sentences, %d tags, %s tokens, vocabulary of %s%s",
+        f"{len(train.ids):,}", f"{len(val.ids):,}", len(tags), inputs.kind, f"{len(inputs.vocab):,}", bigrams,
     )  # fmt: skip
     torch.manual_seed(config.train.seed)
-    model = Tagger(len(vocab), len(tags), config.model)
+    model = Tagger(len(inputs.vocab), len(tags), config.model, bigram_size_of(inputs))
     trainer = Trainer(model, task, config.train, out, progress=progress)
     if resume:
         trainer.resume("last")
@@ -338,30 +406,43 @@ def train_tagger(
     return summary
 
 
+def bigram_size_of(inputs: Inputs) -> int:
+    return len(inputs.bigrams) if inputs.bigrams is not None else 0
+
+
+def saved_inputs(saved: dict, where) -> tuple[Inputs, list[str]]:
+    """The vocabularies and tags a checkpoint's config.json records."""
+    try:
+        bigrams = TokenVocab(saved["bigrams"]) if saved.get("bigrams") else None
+        inputs = Inputs(TokenVocab(saved["vocab"]), saved["tokens"], bigrams)
+        return inputs, saved["tags"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{where}: config.json lacks the vocabulary or tags ({exc})") from None
+
+
 @dataclass
 class LoadedTagger:
     model: Tagger
-    vocab: TokenVocab
+    inputs: Inputs
     tags: list[str]
-    kind: str
     config: TaggerConfig
     checkpoint: str
 
     def tag(self, sentences: list[list[str]]) -> list[list[str]]:
         """Tags of each token of each sentence (long sentences are cut and joined back)."""
         limit = self.config.data.max_tokens
-        pieces, owners = [], []
+        rows = EncodedTags([], [], [] if self.inputs.bigrams is not None else None)
+        owners = []
         for i, words in enumerate(sentences):
-            for start in range(0, max(len(words), 1), limit):
-                pieces.append(
-                    self.vocab.encode([token_key(w, self.kind) for w in words[start : start + limit]])
-                )
+            for start in range(0, len(words), limit):
+                ids, pairs = self.inputs.encode(words[start : start + limit])
+                rows.ids.append(ids)
+                if rows.bigrams is not None:
+                    rows.bigrams.append(pairs)
                 owners.append(i)
         out: list[list[str]] = [[] for _ in sentences]
-        keep = [i for i, p in enumerate(pieces) if p]
-        found = predict_ids(self.model, [pieces[i] for i in keep])
-        for i, tags in zip(keep, found, strict=True):
-            out[owners[i]] += [self.tags[t] for t in tags]
+        for owner, tags in zip(owners, predict_ids(self.model, rows), strict=True):
+            out[owner] += [self.tags[t] for t in tags]
         return out
 
 
@@ -371,11 +452,8 @@ def saved_tagger_config(run_dir: Path) -> TaggerConfig:
 
 def load_tagger(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedTagger:
     loaded, config = task_config(run_dir, which, TASK, TaggerConfig, "a tagger")
-    try:
-        vocab, tags, kind = TokenVocab(loaded.config["vocab"]), loaded.config["tags"], loaded.config["tokens"]
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{loaded.folder}: config.json lacks the vocabulary or tags ({exc})") from None
-    model = Tagger(len(vocab), len(tags), config.model)
+    inputs, tags = saved_inputs(loaded.config, loaded.folder)
+    model = Tagger(len(inputs.vocab), len(tags), config.model, bigram_size_of(inputs))
     load_weights(model, loaded)
     model.to(device).eval()
-    return LoadedTagger(model, vocab, tags, kind, config, loaded.name)
+    return LoadedTagger(model, inputs, tags, config, loaded.name)
