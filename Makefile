@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/rnnkit sample runs/demo --prime 'def ' --length 600 --temperature 0.7 --seed 0
 
 test: $(STAMP)
+	scripts/ensure-chromium
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(PY) -m pytest -q

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rnnkit.data.corpus import encode_corpus, resolve_sources
@@ -37,3 +40,43 @@ def tiny_config(source: Path, **train) -> LMConfig:
 def tiny_corpus(tmp_path: Path, chars: int = 20_000):
     source = text_corpus(tmp_path / "text.txt", chars)
     return encode_corpus(resolve_sources([str(source)]), tmp_path / "enc", val_fraction=0.1)
+
+
+POEM = (
+    "春眠不觉晓，处处闻啼鸟。\n夜来风雨声，花落知多少。\n床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n"
+)
+
+
+def served_run(tmp_path: Path, steps: int = 30) -> Path:
+    """A tiny trained char model whose vocabulary has English, quotes, brackets and a Chinese poem."""
+    from rnnkit.cli import main
+
+    english = text_corpus(tmp_path / "english.txt", 9_000).read_text(encoding="utf-8")
+    quoted = 'he said "the cat (and dog) ran" home.\n' * 40
+    source = tmp_path / "mixed.txt"
+    source.write_text(english + quoted + POEM * 30, encoding="utf-8")
+    run = tmp_path / "run"
+    args = ["train", str(source), "--out", str(run), "--preset", "tiny", "--precision", "fp32"]
+    args += ["--device", "cpu", "--quiet", "--max-steps", str(steps), "--sample-length", "0"]
+    assert main(args) == 0
+    return run
+
+
+@contextmanager
+def live_server(app):
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -893,6 +893,86 @@ def forecast_eval(
 
 
 # -------------------------------------------------------------------------------------------------
+# serve, inspect, plot
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  rnnkit serve runs/shakespeare                 # http://127.0.0.1:8000/ is the playground\n\n"
+    "  rnnkit serve poems=runs/poetry code=runs/code --port 9000\n\n",
+)
+def serve(
+    runs: Annotated[list[str], typer.Argument(help="Run folders to serve: PATH, or NAME=PATH.")],
+    host: Annotated[str, Opt(help="Address to bind (0.0.0.0 exposes it to the network).")] = "127.0.0.1",
+    port: Annotated[int, Opt(help="TCP port.")] = 8000,
+    checkpoint: CheckpointOpt = "best",
+    device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "cpu",
+    max_body: Annotated[int, Opt(help="Largest request body in bytes.")] = 1_000_000,
+) -> None:
+    """Serve trained char models over HTTP: a JSON API (/v1/...), OpenAPI docs (/docs), a playground (/)."""
+    import uvicorn
+
+    from rnnkit.serve import ServeConfig, create_app
+
+    _setup_logging()
+    if not 0 < port < 65536:
+        raise UsageError(f"--port: expected 1..65535, got {port}")
+    app_ = create_app(ServeConfig(runs=runs, checkpoint=checkpoint, device=device, max_body=max_body))
+    names = ", ".join(app_.state.models)
+    log.info("serving %s on http://%s:%d/ (playground), /docs (API)", names, host, port)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command(
+    epilog="Example:\n\n  rnnkit inspect runs/shakespeare input.txt --out report.html --max-chars 3000\n\n",
+)
+def inspect(
+    run: Annotated[Path, typer.Argument(help="A run folder made by rnnkit train.")],
+    file: Annotated[Path, typer.Argument(help="A text file to read through the model.")],
+    out: Annotated[Path, Opt("--out", "-o", help="The HTML report to write.")] = Path("report.html"),
+    layer: Annotated[int, Opt(help="Which layer (-1: the top).")] = -1,
+    state: Annotated[str, Opt(help="auto, h (output) or c (LSTM cell, tanh).")] = "auto",
+    max_chars: Annotated[int, Opt(help="Read at most this many characters of the file.")] = 2000,
+    top: Annotated[int, Opt(help="Units listed per feature.")] = 5,
+    checkpoint: CheckpointOpt = "best",
+    encoding: EncodingOpt = "utf-8",
+) -> None:
+    """Write a self-contained HTML page: each hidden unit's activation as colour over a text."""
+    from rnnkit.data.files import read_text_file
+    from rnnkit.serve.report import write_report
+    from rnnkit.tasks.lm import load_lm
+
+    _setup_logging()
+    if not 2 <= max_chars <= 100_000:
+        raise UsageError(f"--max-chars: expected 2..100000, got {max_chars}")
+    loaded = load_lm(run, checkpoint)
+    text = read_text_file(file, encoding)[:max_chars]
+    if len(text) < 2:
+        raise DataError(f"{file}: needs at least two characters")
+    model, vocab = loaded.model, loaded.vocab
+    data = write_report(model, vocab, text, out, name=run.name, layer=layer, state=state, top=top)
+    best = [f"{f['name']}: unit {f['units'][0]['unit']} (r={f['units'][0]['r']:+.2f})"
+            for f in data["features"] if f["units"]]  # fmt: skip
+    print(f"{out}: {len(data['tokens']):,} tokens, layer {data['layer']}, state {data['state']}")
+    for line in best:
+        print(f"  {line}")
+
+
+@app.command()
+def plot(
+    run: Annotated[Path, typer.Argument(help="Any run folder (its metrics.jsonl).")],
+    out: Annotated[Path | None, Opt("--out", "-o", help="PNG to write (default RUN/curves.png).")] = None,
+) -> None:
+    """Training curves as a PNG: training and validation loss, and the other validation metrics."""
+    from rnnkit.curves import plot_curves
+
+    _setup_logging()
+    target = out or run / "curves.png"
+    drawn = plot_curves(run, target)
+    print(f"{target}: {', '.join(drawn)}")
+
+
+# -------------------------------------------------------------------------------------------------
 # entry point
 
 

@@ -12,7 +12,7 @@ punctuation, and an acrostic (藏头诗) forces the first character of each line
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -183,11 +183,14 @@ def sample(
     seed: int | None = None,
     form: PoemForm | None = None,
     banned: Sequence[int] = (),
+    observe: Callable[[Tensor], object] | None = None,
 ) -> Iterator[Tensor]:
     """Yield ``(num_samples,)`` next ids, one step at a time, ``length`` steps (fewer when a form ends).
 
     ``prime`` (at least one id) is read first; its ids are not yielded. ``banned`` ids are never
-    chosen (the unknown token, typically). ``seed`` makes the stream reproducible.
+    chosen (the unknown token, typically). ``seed`` makes the stream reproducible. ``observe``, when
+    given, is called with each step's ``(num_samples, V)`` logits (masked as the form and ``banned``
+    require, before temperature) just before the token is picked from them.
     """
     if not prime:
         raise UsageError("the prime must hold at least one token")
@@ -203,7 +206,10 @@ def sample(
         length = min(length, form.length) if length else form.length
     for _ in range(length):
         allowed = form.mask() if form is not None else None
-        token = next_token(apply_mask(logits, allowed, banned), config, generator)
+        logits = apply_mask(logits, allowed, banned)
+        if observe is not None:
+            observe(logits)
+        token = next_token(logits, config, generator)
         yield token
         if form is not None:
             form.advance(token)

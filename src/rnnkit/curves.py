@@ -1,0 +1,70 @@
+"""``rnnkit plot``: the training curves of any run folder (its ``metrics.jsonl``) as a PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rnnkit.errors import CheckpointError, UsageError
+
+LOSSES = ("train_loss", "val_loss")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: no metrics.jsonl (not a run folder, or it never logged a step)")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{path}:{number}: not a JSON line") from None
+    return rows
+
+
+def plot_curves(run_dir: Path, out: Path) -> list[str]:
+    """Losses against step on the left; other validation metrics (F1, accuracy...) on the right.
+
+    Returns the names of the curves drawn.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError("rnnkit plot needs matplotlib: pip install 'rnnkit[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if (key in LOSSES or key.startswith("val_")) and isinstance(value, int | float):
+                steps, values = series.setdefault(key, ([], []))
+                steps.append(row["step"])
+                values.append(value)
+    if not series:
+        raise CheckpointError(f"{run_dir}: metrics.jsonl has no losses to plot yet")
+    others = [k for k in series if k not in LOSSES]
+    fig, axes = plt.subplots(1, 2 if others else 1, figsize=(11 if others else 6.5, 4), squeeze=False)
+    left = axes[0][0]
+    for key in LOSSES:
+        if key in series:
+            left.plot(*series[key], label=key.replace("_", " "), marker="o" if key == "val_loss" else None)
+    left.set(xlabel="step", ylabel="loss", title=f"{Path(run_dir).name}: loss")
+    left.legend()
+    left.grid(alpha=0.3)
+    if others:
+        right = axes[0][1]
+        for key in others:
+            right.plot(*series[key], label=key.replace("_", " "), marker="o")
+        right.set(xlabel="step", title="validation metrics")
+        right.legend()
+        right.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return list(series)

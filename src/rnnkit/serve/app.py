@@ -1,0 +1,380 @@
+"""The HTTP API and the playground: ``create_app(ServeConfig(runs=[...]))`` gives a FastAPI app.
+
+Models are loaded once, when the app is made, from the run folders the operator names; a request
+chooses one by name and can never name a path. Generation, scoring and inspection run in worker threads
+(``run_in_threadpool``, or Starlette's thread iteration of a streamed response), so the event loop
+keeps answering while a long request works.
+
+Endpoints (all JSON; errors are ``{"error": "one line"}`` with a 4xx status):
+
+- ``GET /healthz``, ``GET /v1/models``
+- ``POST /v1/generate``: text from a prime; ``"stream": true`` sends Server-Sent Events, one ``token``
+  event per generated token and a final ``done`` event
+- ``POST /v1/score``: nats per token of a text, each token's probability and the top candidates
+- ``POST /v1/inspect``: one layer's activations after every token (int8, base64) and the units most
+  correlated with simple features of the text
+- ``GET /``: the playground (static HTML and JavaScript, no build step); ``/docs``: OpenAPI
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from rnnkit import xray
+from rnnkit.data.vocab import Vocabulary
+from rnnkit.errors import RnnkitError, UsageError
+from rnnkit.generate import PoemForm, SamplingConfig, is_han, sample
+
+STATIC = Path(__file__).parent / "static"
+MAX_LENGTH = 10_000
+"""Most tokens one generate request may ask for."""
+MAX_TEXT = 10_000
+"""Most characters of a prime or of a text to score."""
+MAX_INSPECT = 5_000
+"""Most characters of a text to inspect (its activations travel as T x H bytes)."""
+
+
+@dataclass(kw_only=True)
+class ServeConfig:
+    runs: list[str]
+    """Run folders, each ``PATH`` (named after the folder) or ``NAME=PATH``."""
+    checkpoint: str = "best"
+    device: str = "cpu"
+    max_body: int = 1_000_000
+    """Largest request body in bytes; a larger one gets 413."""
+    title: str = "rnnkit"
+
+
+@dataclass
+class Served:
+    name: str
+    run_dir: Path
+    model: torch.nn.Module
+    vocab: Vocabulary
+    checkpoint: str
+    info: dict = field(default_factory=dict)
+
+
+def parse_run(spec: str) -> tuple[str, Path]:
+    name, sep, path = spec.partition("=")
+    if not sep:
+        path = spec
+        name = Path(spec).resolve().name
+    if not name or not path:
+        raise UsageError(f"run: expected PATH or NAME=PATH, got {spec!r}")
+    return name, Path(path)
+
+
+def load_models(config: ServeConfig) -> dict[str, Served]:
+    from rnnkit.tasks.lm import load_lm
+    from rnnkit.train.trainer import resolve_device
+
+    if not config.runs:
+        raise UsageError("give at least one run folder to serve")
+    device = str(resolve_device(config.device))
+    models: dict[str, Served] = {}
+    for spec in config.runs:
+        name, path = parse_run(spec)
+        if name in models:
+            raise UsageError(f"two runs are named {name!r}: name them apart with NAME=PATH")
+        loaded = load_lm(path, config.checkpoint, device=device)
+        m = loaded.config.model
+        info = {
+            "name": name,
+            "checkpoint": loaded.checkpoint,
+            "cell": m.cell,
+            "layers": m.num_layers,
+            "hidden_size": m.hidden_size,
+            "parameters": sum(p.numel() for p in loaded.model.parameters()),
+            "vocabulary": len(loaded.vocab),
+            "tokens": loaded.vocab.kind,
+            "poem_form": loaded.vocab.kind == "char" and any(is_han(t) for t in loaded.vocab.tokens),
+        }
+        models[name] = Served(name, path, loaded.model, loaded.vocab, loaded.checkpoint, info)
+    return models
+
+
+# -------------------------------------------------------------------------------------------------
+# request bodies
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="A served model's name; default: the first one.")
+
+
+class GenerateRequest(Body):
+    prime: str = Field("", max_length=MAX_TEXT, description="Text to start from (read, then continued).")
+    length: int = Field(200, ge=0, le=MAX_LENGTH, description="Tokens to generate (a poem form: its own).")
+    temperature: float = Field(0.8, ge=0, le=10, description="0: greedy.")
+    top_k: int = Field(0, ge=0, le=100_000, description="Sample among the k most likely (0: all).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass (1: all).")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Same seed, same text.")
+    stop: str | None = Field(None, min_length=1, max_length=100, description="End after this text.")
+    acrostic: str = Field("", max_length=64, description="A Chinese poem whose lines open with these.")
+    line_chars: int = Field(0, ge=0, le=32, description="Poem form: characters per line (5 or 7).")
+    lines: int = Field(0, ge=0, le=64, description="Poem form: lines (default: the acrostic's or 4).")
+    candidates: int = Field(0, ge=0, le=20, description="Top candidates to return for each token.")
+    stream: bool = Field(False, description="Send Server-Sent Events as tokens come.")
+
+
+class ScoreRequest(Body):
+    text: str = Field(..., min_length=2, max_length=MAX_TEXT)
+    top: int = Field(5, ge=0, le=20, description="Top candidates to return for each position.")
+
+
+class InspectRequest(Body):
+    text: str = Field(..., min_length=2, max_length=MAX_INSPECT)
+    layer: int = Field(-1, ge=-64, le=63, description="Which layer (-1: the top).")
+    state: Literal["auto", "h", "c"] = Field("auto", description="h, or c (an LSTM's cell, tanh).")
+    top: int = Field(5, ge=1, le=50, description="Units listed per feature.")
+    units: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=64)] = Field(
+        default_factory=list, description="Units whose activations to return as plain numbers too."
+    )
+
+
+# -------------------------------------------------------------------------------------------------
+# the app
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """The app, with every model of ``config.runs`` loaded (a bad run folder raises here, not later)."""
+    models = load_models(config)
+    default = next(iter(models))
+    app = FastAPI(
+        title=config.title,
+        summary="Character-level RNN language models: generate, score, inspect.",
+        version="1",
+    )
+    app.state.models = models
+
+    def pick(name: str | None) -> Served:
+        served = models.get(name or default)
+        if served is None:
+            raise HTTPException(404, f"no model named {name!r} (served: {', '.join(models)})")
+        return served
+
+    app.add_middleware(BodyLimit, limit=config.max_body)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        if first.get("type") == "json_invalid":
+            return error(422, f"body: not valid JSON ({first.get('ctx', {}).get('error', 'cannot parse')})")
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RnnkitError)
+    async def user_error(request: Request, exc: RnnkitError):
+        return error(400, str(exc))
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "models": len(models)}
+
+    @app.get("/v1/models")
+    def list_models() -> dict:
+        return {"models": [m.info for m in models.values()], "default": default}
+
+    @app.post("/v1/generate")
+    async def generate(body: GenerateRequest):
+        served = pick(body.model)
+        job = prepare_generation(served, body)  # checks everything before a stream starts
+        if body.stream:
+            return StreamingResponse(
+                sse(job), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+            )
+        return await run_in_threadpool(collect, job)
+
+    @app.post("/v1/score")
+    async def score(body: ScoreRequest):
+        served = pick(body.model)
+        found = await run_in_threadpool(xray.token_scores, served.model, served.vocab, body.text, body.top)
+        count = len(found.tokens) - 1
+        if count < 1:
+            raise UsageError("text: needs at least two tokens to score")
+        per = found.nats / count
+        return {
+            "model": served.name,
+            "tokens": found.tokens,
+            "scored": count,
+            "nats_per_token": per,
+            "bits_per_token": per / math.log(2),
+            "perplexity": math.exp(per),
+            "probabilities": found.probabilities,
+            "candidates": found.candidates if body.top else None,
+        }
+
+    @app.post("/v1/inspect")
+    async def inspect(body: InspectRequest):
+        served = pick(body.model)
+
+        def work() -> dict:
+            found = xray.activations(served.model, served.vocab, body.text, body.layer, body.state)
+            return inspection(served.name, found, body.top, body.units)
+
+        return await run_in_threadpool(work)
+
+    @app.get("/", include_in_schema=False)
+    def playground():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+class BodyLimit:
+    """ASGI middleware: a POST must say its size (Content-Length), and the size must be within ``limit``."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            size = dict(scope["headers"]).get(b"content-length")
+            refusal = None
+            if size is None:
+                refusal = error(411, "send a Content-Length header")
+            elif not size.isdigit() or int(size) > self.limit:
+                refusal = error(413, f"request body over {self.limit:,} bytes")
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def inspection(name: str, found: xray.Activations, top: int, units: list[int]) -> dict:
+    """The JSON of an inspection (also embedded in ``rnnkit inspect`` reports)."""
+    size = found.values.shape[1]
+    bad = [u for u in units if u >= size]
+    if bad:
+        raise UsageError(f"units: the layer has {size} units (0..{size - 1}), got {bad[0]}")
+    return {
+        "model": name,
+        "tokens": found.tokens,
+        "layer": found.layer,
+        "layers": found.num_layers,
+        "state": found.state,
+        "units": size,
+        "activations_int8": found.quantized(),
+        "activations": {str(u): [round(float(v), 4) for v in found.values[:, u]] for u in units},
+        "features": xray.feature_units(found, top),
+    }
+
+
+# -------------------------------------------------------------------------------------------------
+# generation
+
+
+@dataclass
+class Generation:
+    served: Served
+    body: GenerateRequest
+    prime_ids: list[int]
+    form: PoemForm | None
+    sampling: SamplingConfig
+
+
+def prepare_generation(served: Served, body: GenerateRequest) -> Generation:
+    vocab = served.vocab
+    form = None
+    if body.acrostic or body.line_chars or body.lines:
+        form = PoemForm(
+            vocab, line_chars=body.line_chars or 5, lines=body.lines or None, acrostic=body.acrostic
+        )
+    prime_ids = vocab.encode(body.prime).tolist()
+    if not prime_ids:  # start from a line break when the model knows one, else from its first token
+        newline = vocab.id_of("\n")
+        prime_ids = [newline if newline is not None else 0]
+    sampling = SamplingConfig(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p)
+    return Generation(served, body, prime_ids, form, sampling)
+
+
+def tokens_of(job: Generation) -> Iterator[dict]:
+    """One dict per generated token: its text (possibly empty mid-character), and its candidates."""
+    served, body = job.served, job.body
+    vocab = served.vocab
+    banned = [vocab.unk_id] if vocab.unk_id is not None else []
+    seen: list[torch.Tensor] = []
+    observe = seen.append if body.candidates else None
+    decode = vocab.decoder()
+    text = ""
+    stream = sample(
+        served.model, job.prime_ids, body.length, job.sampling, seed=body.seed, form=job.form, banned=banned,
+        observe=observe,
+    )  # fmt: skip
+    for token in stream:
+        token_id = int(token[0])
+        piece = decode(token_id)
+        event: dict = {"text": piece, "token": xray.token_label(vocab, token_id)}
+        if observe is not None:
+            logits = seen.pop()[0]
+            event["p"] = round(float(torch.softmax(logits.float(), -1)[token_id]), 5)
+            event["candidates"] = xray.top_candidates(vocab, logits, body.candidates)
+        text += piece
+        yield event
+        if body.stop and text.endswith(body.stop):
+            return
+    tail = decode.flush()
+    if tail:
+        yield {"text": tail, "token": ""}
+
+
+def collect(job: Generation) -> dict:
+    started = time.perf_counter()
+    events = list(tokens_of(job))
+    seconds = time.perf_counter() - started
+    out = {
+        "model": job.served.name,
+        "prime": job.body.prime,
+        "text": "".join(e["text"] for e in events),
+        "tokens": len(events),
+        "seconds": round(seconds, 4),
+    }
+    if job.body.candidates:
+        out["steps"] = events
+    return out
+
+
+def sse(job: Generation) -> Iterator[str]:
+    """Server-Sent Events: ``token`` events, then one ``done`` event with the whole text."""
+    started = time.perf_counter()
+    parts = []
+    try:
+        for event in tokens_of(job):
+            parts.append(event["text"])
+            yield f"event: token\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+    except RnnkitError as exc:  # the request was checked before the stream began; this is a safety net
+        yield f"event: error\ndata: {json.dumps({'error': str(exc)})}\n\n"
+        return
+    done = {
+        "model": job.served.name,
+        "text": "".join(parts),
+        "tokens": len(parts),
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+    yield f"event: done\ndata: {json.dumps(done, ensure_ascii=False)}\n\n"
