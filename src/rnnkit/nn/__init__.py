@@ -1,6 +1,7 @@
-"""Building blocks in pure torch: cells and the ``Recurrent`` layer. No I/O, no printing."""
+"""Building blocks in pure torch: cells, the ``Recurrent`` layer, the ``Pyramid`` listener. No I/O."""
 
 from rnnkit.nn.cells import CELLS, CellBase, GRUCell, LSTMCell, LSTMState, RNNCell, cell_class
+from rnnkit.nn.pyramid import Pyramid
 from rnnkit.nn.recurrent import Recurrent, Unrolled
 from rnnkit.nn.stepper import Stepper
 
@@ -10,6 +11,7 @@ __all__ = [
     "GRUCell",
     "LSTMCell",
     "LSTMState",
+    "Pyramid",
     "RNNCell",
     "Recurrent",
     "Stepper",

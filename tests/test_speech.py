@@ -1,0 +1,281 @@
+"""The pyramidal listener, log-mel features, the listen-attend-spell model and the speech CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from rnnkit.cli import main
+from rnnkit.data.audio import FeatureConfig, hz_to_mel, log_mel, mel_to_hz, read_wav
+from rnnkit.errors import DataError
+from rnnkit.nn import Pyramid
+from rnnkit.nn.pyramid import pair_frames
+from rnnkit.tasks.speech import (
+    CharTable,
+    ListenAttendSpell,
+    SpeechModelConfig,
+    Utterance,
+    edit_distance,
+    featurise,
+    list_fsdd,
+    pad_frames,
+    scores,
+    split_fsdd,
+)
+
+
+def expected_length(n: int, layers: int, odd: str) -> int:
+    for _ in range(layers):
+        n = (n + 1) // 2 if odd == "pad" else max(1, n // 2)
+    return n
+
+
+@pytest.mark.parametrize("odd", ["pad", "drop"])
+@pytest.mark.parametrize("steps", [1, 2, 7, 8, 13, 33])
+def test_pyramid_shapes_and_lengths(odd, steps):
+    pyramid = Pyramid(5, 4, num_pyramid=3, odd=odd).eval()
+    lengths = torch.tensor([steps, max(1, steps - 3), 1])
+    out, found = pyramid(torch.randn(3, steps, 5), lengths)
+    assert out.shape == (3, expected_length(steps, 3, "pad"), 8)  # the tensor is always ceil'd
+    assert found.tolist() == [expected_length(int(n), 3, odd) for n in lengths]
+    for i, n in enumerate(found.tolist()):
+        assert torch.all(out[i, n:] == 0)  # nothing past a sequence's end
+    assert pyramid.reduction == 8 and pyramid.output_lengths(lengths).tolist() == found.tolist()
+
+
+def test_pairing_joins_neighbours_and_pads_or_drops_odd_ends():
+    x = torch.arange(1, 6, dtype=torch.float32).reshape(1, 5, 1)  # frames 1..5
+    padded, n = pair_frames(x, torch.tensor([5]), "pad")
+    assert padded[0].tolist() == [[1, 2], [3, 4], [5, 0]] and n.tolist() == [3]
+    dropped, n = pair_frames(x, torch.tensor([5]), "drop")
+    assert dropped[0, :2].tolist() == [[1, 2], [3, 4]] and n.tolist() == [2]
+    assert torch.all(dropped[0, 2] == 0)
+
+
+@pytest.mark.parametrize(("cell", "odd"), [("lstm", "pad"), ("gru", "drop"), ("lstm", "drop")])
+def test_padding_never_changes_what_the_pyramid_says(cell, odd):
+    torch.manual_seed(0)
+    pyramid = Pyramid(6, 5, num_pyramid=2, cell=cell, odd=odd).eval()
+    lengths = torch.tensor([19, 6, 11, 1])
+    batch = torch.randn(4, 19, 6)
+    together, found = pyramid(batch, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        alone, m = pyramid(batch[i : i + 1, :n], torch.tensor([n]))
+        assert m.item() == found[i].item()
+        torch.testing.assert_close(together[i, : m.item()], alone[0, : m.item()], atol=1e-6, rtol=1e-5)
+
+
+def test_no_pyramid_is_a_plain_birnn():
+    flat = Pyramid(3, 4, num_pyramid=0)
+    out, found = flat(torch.randn(2, 9, 3), torch.tensor([9, 4]))
+    assert out.shape == (2, 9, 8) and found.tolist() == [9, 4] and flat.reduction == 1
+
+
+# -------------------------------------------------------------------------------------------------
+# features
+
+
+def tone(freq: float, rate: int, seconds: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def band_of(freq: float, config: FeatureConfig) -> int:
+    """The mel band whose centre lies nearest ``freq``."""
+    f_max = config.f_max or config.sample_rate / 2
+    centres = mel_to_hz(np.linspace(hz_to_mel(config.f_min), hz_to_mel(f_max), config.n_mels + 2))[1:-1]
+    return int(np.argmin(np.abs(centres - freq)))
+
+
+@pytest.mark.parametrize("freq", [300.0, 1000.0, 2500.0])
+def test_a_sine_tone_lights_its_own_mel_band(freq, tmp_path):
+    config = FeatureConfig()
+    feats = log_mel(tone(freq, 8000), config)
+    assert feats.shape == (1 + (4000 - config.window) // config.hop, 40)
+    assert int(feats.mean(0).argmax()) == band_of(freq, config)
+    # the same tone recorded at 16 kHz is resampled to 8 kHz on reading and lands in the same band
+    path = tmp_path / "tone16k.wav"
+    soundfile.write(path, tone(freq, 16000), 16000, subtype="PCM_16")
+    samples = read_wav(path, 8000)
+    assert abs(len(samples) - 4000) <= 1
+    assert int(log_mel(samples, config).mean(0).argmax()) == band_of(freq, config)
+
+
+def write_bad_inputs(folder):
+    (folder / "text.wav").write_text("this is not audio\n" * 20)
+    (folder / "empty.wav").write_bytes(b"")
+    soundfile.write(folder / "stereo.wav", np.zeros((4000, 2), np.float32), 8000)
+    soundfile.write(folder / "short.wav", np.zeros(80, np.float32), 8000)  # 0.01 s
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("text.wav", "not a readable audio file"),
+        ("empty.wav", "empty file"),
+        ("stereo.wav", "2 channels"),
+        ("short.wav", "0.010 s of audio"),
+        ("missing.wav", "no such file"),
+    ],
+)
+def test_bad_audio_is_one_clear_line(name, message, tmp_path, speech_run, capsys):
+    write_bad_inputs(tmp_path)
+    with pytest.raises(DataError, match=message):
+        read_wav(tmp_path / name, 8000)
+    assert main(["speech", "transcribe", str(speech_run), str(tmp_path / name)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rnnkit: error:") and name in err
+
+
+# -------------------------------------------------------------------------------------------------
+# the data split and the scores
+
+
+def test_official_split_and_held_out_speaker():
+    utts = [Utterance(None, "one", s, i) for s in ("ann", "bob", "cy") for i in range(20)]
+    train, val, test = split_fsdd(utts, val_fraction=0.2, seed=1)
+    assert all(u.index < 5 for u in test) and len(test) == 15
+    assert all(u.index >= 5 for u in train + val) and len(train) + len(val) == 45 and len(val) == 9
+    assert not {id(u) for u in train} & {id(u) for u in val}
+    train, val, test = split_fsdd(utts, holdout_speaker="Bob", val_fraction=0.2)
+    assert {u.speaker for u in test} == {"bob"} and len(test) == 20
+    assert "bob" not in {u.speaker for u in train + val}
+
+
+def test_edit_distance_and_scores():
+    assert edit_distance("seven", "seven") == 0 and edit_distance("five", "fife") == 1
+    assert edit_distance("", "two") == 3 and edit_distance("three", "tree") == 1
+    found = scores(["one", "two"], ["one", "tw"])
+    assert found["accuracy"] == 0.5 and found["cer"] == pytest.approx(1 / 6)
+
+
+# -------------------------------------------------------------------------------------------------
+# the model
+
+
+@pytest.fixture(scope="module")
+def fsdd(shared_data_path):
+    return shared_data_path / "fsdd" / "recordings"
+
+
+@pytest.fixture(scope="module")
+def shared_data_path():
+    from tests.conftest import data_dir
+
+    path = data_dir()
+    if not (path / "fsdd").is_dir():
+        pytest.fail(f"the FSDD recordings are missing under {path}; set RNNKIT_DATA")
+    return path
+
+
+def test_the_speller_overfits_a_handful_of_utterances(fsdd):
+    utts = [u for u in list_fsdd(fsdd) if u.speaker == "jackson" and u.index == 7]  # ten digits
+    chars = CharTable.build([u.text for u in utts])
+    data = featurise(utts, FeatureConfig(), chars)
+    config = SpeechModelConfig(
+        listener_size=32, speller_size=64, attention_size=32, dropout=0.0, ctc_weight=0.3
+    )
+    config.pyramid_layers = 2
+    torch.manual_seed(0)
+    model = ListenAttendSpell(40, len(chars), config)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, lengths = pad_frames(data.features)
+    for _ in range(150):
+        attention, ctc, count = model(x, lengths, data.targets)
+        loss = (0.7 * attention + 0.3 * ctc) / count
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    ids, maps = model.greedy(x, lengths, chars.max_chars)
+    assert [chars.decode(i) for i in ids] == [u.text for u in utts]
+    for weights, text in zip(maps, (u.text for u in utts), strict=True):
+        assert weights.shape[0] == len(text) + 1  # one attention row per output, </s> included
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[0]))
+    # beam search of width 1 is greedy; width 3 finds the same transcripts on data this easy
+    for j, u in enumerate(utts):
+        n = int(lengths[j])
+        assert model.beam(x[j : j + 1, :n], n, 1, chars.max_chars)[0] == ids[j]
+        assert chars.decode(model.beam(x[j : j + 1, :n], n, 3, chars.max_chars)[0]) == u.text
+    assert [chars.decode(i) for i in model.ctc_greedy(x, lengths)] == [u.text for u in utts]
+
+
+# -------------------------------------------------------------------------------------------------
+# the command line, end to end on a tiny model
+
+
+@pytest.fixture(scope="module")
+def small_fsdd(fsdd, tmp_path_factory):
+    """Three digits from two speakers: indices 0-4 are the test split, 5-11 train."""
+    folder = tmp_path_factory.mktemp("fsdd")
+    for digit in (0, 1, 2):
+        for speaker in ("jackson", "theo"):
+            for index in range(12):
+                name = f"{digit}_{speaker}_{index}.wav"
+                shutil.copy(fsdd / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def speech_run(small_fsdd, tmp_path_factory):
+    run = tmp_path_factory.mktemp("speech") / "run"
+    args = [
+        "speech",
+        "train",
+        str(small_fsdd),
+        "--out",
+        str(run),
+        "--max-steps",
+        "60",
+        "--eval-interval",
+        "30",
+    ]
+    args += [
+        "--listener-size",
+        "16",
+        "--speller-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--quiet",
+        "--ctc-weight",
+        "0.2",
+    ]
+    assert main(args) == 0
+    return run
+
+
+def test_cli_trains_evaluates_and_transcribes(speech_run, small_fsdd, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["speech", "eval", str(speech_run), str(small_fsdd), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["recordings"] == 30 and result["split"] == "test"
+    assert 0 <= result["accuracy"] <= 1 and result["cer"] >= 0
+    assert main(["speech", "eval", str(speech_run), str(small_fsdd), "--json", "--decoder", "ctc"]) == 0
+    assert json.loads(capsys.readouterr().out)["decoder"] == "ctc"
+    files = [str(small_fsdd / "1_theo_0.wav"), str(small_fsdd / "2_jackson_3.wav")]
+    plot = tmp_path / "attention.png"
+    assert main(["speech", "transcribe", str(speech_run), *files, "--beam", "3", "--plot", str(plot)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == files
+    assert all(set(line.split("\t")[1]) <= set("zeroonetwo") for line in lines)  # only letters it learnt
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_refuses_what_it_cannot_do(speech_run, small_fsdd, tmp_path, capsys):
+    assert (
+        main(
+            ["speech", "train", str(small_fsdd), "--out", str(tmp_path / "x"), "--holdout-speaker", "nobody"]
+        )
+        == 2
+    )
+    assert main(["speech", "train", str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 3
+    assert main(["speech", "eval", str(speech_run), str(small_fsdd), "--split", "dev"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("rnnkit: error:") == 3 and "Traceback" not in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
