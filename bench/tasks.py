@@ -22,8 +22,11 @@ Forecasting (part 3): airline passengers (log values, seasonal differences, wind
 daily minimum temperatures (levels, window 30) and the S&P 500 daily close (differences, window 20),
 each scored on the last 15% of the series against the naive and seasonal-naive forecasts.
 
-Budgets are CPU minutes of training per run (``--minutes``; the issue allows 20; forecasting uses
-``--forecast-minutes``). The test split is only ever scored, never used to choose anything.
+Budgets are minutes of training per run (``--minutes``; the issue allows 20; forecasting uses
+``--forecast-minutes``). ``--pools``/``--directions`` pick the runs and ``--threads`` caps each run's
+CPU threads, so that two invocations can share the machine fairly (say, the bidirectional tagger in
+one and the unidirectional in the other, one thread each). The test split is only ever scored, never
+used to choose anything.
 
     .venv/bin/python bench/tasks.py [--minutes 20] [--only sst2,chnsenticorp,sxu,msra,forecast]
 
@@ -50,6 +53,10 @@ def rnnkit(*args: str) -> subprocess.CompletedProcess:
     if proc.returncode:
         sys.exit(f"rnnkit {' '.join(args[:3])} failed:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def threads(args) -> list[str]:
+    return ["--threads", str(args.threads)] if args.threads else []
 
 
 def split_chnsenticorp(work: Path) -> tuple[Path, Path]:
@@ -100,12 +107,12 @@ def tagging(args, work: Path, rows: list) -> None:
     }
     for name in [n for n in args.only.split(",") if n in datasets]:
         train, test, fmt, target = datasets[name]
-        for direction in ("--bidirectional", "--unidirectional"):
+        for direction in [f"--{d}directional" for d in args.directions.split(",")]:
             run = work / f"{name}{direction}"
             started = time.perf_counter()
             rnnkit(
                 "tag", "train", str(train), "--format", fmt, "--out", str(run), "--force", direction,
-                "--max-minutes", str(args.minutes), "--quiet",
+                "--max-minutes", str(args.minutes), "--quiet", *threads(args),
             )  # fmt: skip
             wall = (time.perf_counter() - started) / 60
             result = json.loads(rnnkit("tag", "eval", str(run), str(test), "--json").stdout)
@@ -163,6 +170,8 @@ def main() -> None:
     parser.add_argument("--only", default="sst2,chnsenticorp,sxu,msra,forecast")
     parser.add_argument("--forecast-minutes", type=float, default=2.0)
     parser.add_argument("--pools", default="last,mean")
+    parser.add_argument("--directions", default="bi,uni", help="taggers to train: bi, uni or both")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: torch's default)")
     parser.add_argument("--work", type=Path, help="keep the runs in this folder")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="rnnkit-tasks-"))
@@ -170,7 +179,8 @@ def main() -> None:
     sst = data_dir() / "sentiment/sst2"
     hotel_train, hotel_test = split_chnsenticorp(work)
     rows: list = []  # one per run, printed as JSON at the end
-    print(f"# {machine()}; {args.minutes:g} minutes of training per run")
+    layout = f", {args.threads} thread(s) per run" if args.threads else ""
+    print(f"# {machine()}; {args.minutes:g} minutes of training per run{layout}")
     datasets = {
         "sst2": {
             "train": [str(sst / "train.tsv"), "--val", str(sst / "dev.tsv")],
@@ -196,7 +206,7 @@ def main() -> None:
             started = time.perf_counter()
             rnnkit(
                 "classify", "train", *spec["train"], *spec["columns"], "--out", str(run), "--force",
-                "--pool", pool, "--max-minutes", str(args.minutes), "--quiet",
+                "--pool", pool, "--max-minutes", str(args.minutes), "--quiet", *threads(args),
             )  # fmt: skip
             wall = (time.perf_counter() - started) / 60
             result = json.loads(

@@ -70,10 +70,13 @@ def test_padding_never_changes_what_the_pyramid_says(cell, odd):
         torch.testing.assert_close(together[i, : m.item()], alone[0, : m.item()], atol=1e-6, rtol=1e-5)
 
 
-def test_no_pyramid_is_a_plain_birnn():
-    flat = Pyramid(3, 4, num_pyramid=0)
+def test_without_joining_the_same_stack_keeps_every_frame():
+    flat = Pyramid(3, 4, num_pyramid=2, join=False)
     out, found = flat(torch.randn(2, 9, 3), torch.tensor([9, 4]))
     assert out.shape == (2, 9, 8) and found.tolist() == [9, 4] and flat.reduction == 1
+    assert len(flat.layers) == 2 and flat.layers[0].input_size == 8  # frame by frame: 2H in
+    assert Pyramid(3, 4, num_pyramid=2).layers[0].input_size == 16  # joined pairs: 4H in
+    assert Pyramid(3, 4, num_pyramid=0).reduction == 1
 
 
 # -------------------------------------------------------------------------------------------------

@@ -906,7 +906,7 @@ app.add_typer(speech_app, name="speech")
     "train",
     epilog="Examples:\n\n"
     "  rnnkit speech train fsdd/recordings --out runs/digits --max-minutes 20\n\n"
-    "  rnnkit speech train fsdd/recordings --out runs/flat --pyramid-layers 0   # no pyramid\n\n"
+    "  rnnkit speech train fsdd/recordings --out runs/flat --no-pyramid   # the same layers, reduction 1\n\n"
     "  rnnkit speech train fsdd/recordings --out runs/no-theo --holdout-speaker theo\n\n",
 )
 def speech_train(
@@ -919,7 +919,13 @@ def speech_train(
         str | None, Opt(help="Test on all of this speaker's recordings; train on the others.")
     ] = None,
     pyramid_layers: Annotated[
-        int | None, Opt(help="Pyramidal layers, each halving the sequence (default 3; 0: none).")
+        int | None, Opt(help="Pyramidal layers above the bottom one, each halving the sequence (default 3).")
+    ] = None,
+    pyramid: Annotated[
+        bool | None,
+        Opt(
+            "--pyramid/--no-pyramid", help="Join neighbour pairs (default) or keep every frame (reduction 1)."
+        ),
     ] = None,
     odd: Annotated[str | None, Opt(help="Odd lengths in the pyramid: pad or drop.")] = None,
     listener_size: Annotated[int | None, Opt(help="Units per direction in the listener.")] = None,
@@ -952,6 +958,7 @@ def speech_train(
         "data.augment": augment,
         "features.normalise": normalise,
         "model.pyramid_layers": pyramid_layers,
+        "model.pyramid": pyramid,
         "model.odd": odd,
         "model.listener_size": listener_size,
         "model.speller_size": speller_size,

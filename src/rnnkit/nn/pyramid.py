@@ -58,8 +58,9 @@ class Pyramid(nn.Module):
     Args:
         input_size: features per frame :math:`F` (40 log-mel bands, say).
         hidden_size: units per direction :math:`H` of every layer.
-        num_pyramid: pyramidal layers :math:`L` (default 3: the sequence gets 8 times shorter). 0 gives
-            a plain BiRNN stack of ``bottom_layers`` layers (reduction 1), for comparison.
+        num_pyramid: pyramidal layers :math:`L` (default 3: the sequence gets 8 times shorter).
+        join: ``False`` builds the same stack without joining pairs: every upper layer reads the
+            layer below frame by frame (reduction 1), the listener to compare the pyramid against.
         cell: ``lstm``, ``gru`` or ``rnn``.
         bottom_layers: BiRNN layers before the first pyramidal one.
         odd: ``pad`` or ``drop``: what a pyramidal layer does with a sequence of odd length.
@@ -87,18 +88,20 @@ class Pyramid(nn.Module):
         bottom_layers: int = 1,
         odd: str = "pad",
         dropout: float = 0.0,
+        join: bool = True,
     ) -> None:
         super().__init__()
         if odd not in ODD:
             raise ValueError(f"odd: expected 'pad' or 'drop', got {odd!r}")
         if num_pyramid < 0 or bottom_layers < 1:
             raise ValueError(f"num_pyramid >= 0 and bottom_layers >= 1, got {num_pyramid}, {bottom_layers}")
-        self.odd, self.num_pyramid, self.hidden_size = odd, num_pyramid, hidden_size
+        self.odd, self.num_pyramid, self.hidden_size, self.join = odd, num_pyramid, hidden_size, join
         self.bottom = Recurrent(
             input_size, hidden_size, cell=cell, num_layers=bottom_layers, bidirectional=True, dropout=dropout
         )
         self.layers = nn.ModuleList(
-            Recurrent(4 * hidden_size, hidden_size, cell=cell, bidirectional=True) for _ in range(num_pyramid)
+            Recurrent((4 if join else 2) * hidden_size, hidden_size, cell=cell, bidirectional=True)
+            for _ in range(num_pyramid)
         )
         self.dropout = nn.Dropout(dropout)
 
@@ -109,10 +112,10 @@ class Pyramid(nn.Module):
     @property
     def reduction(self) -> int:
         """How many input frames one output step covers: :math:`2^{L}`."""
-        return 2**self.num_pyramid
+        return 2**self.num_pyramid if self.join else 1
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
-        for _ in range(self.num_pyramid):
+        for _ in range(self.num_pyramid if self.join else 0):
             lengths = halve_lengths(lengths, self.odd)
         return lengths
 
@@ -122,6 +125,9 @@ class Pyramid(nn.Module):
         lengths = lengths.cpu()
         out, _ = self.bottom(x, lengths=lengths)
         for layer in self.layers:
-            paired, lengths = pair_frames(self.dropout(out), lengths, self.odd)
-            out, _ = layer(paired, lengths=lengths)
+            if self.join:
+                below, lengths = pair_frames(self.dropout(out), lengths, self.odd)
+            else:
+                below = self.dropout(out)
+            out, _ = layer(below, lengths=lengths)
         return out, lengths

@@ -61,7 +61,9 @@ class SpeechModelConfig:
     listener_size: int = 128
     """Units per direction of every listener layer."""
     pyramid_layers: int = 3
-    """Pyramidal layers (each halves the sequence); 0: a plain BiLSTM listener (reduction 1)."""
+    """Pyramidal layers above the bottom one (each halves the sequence)."""
+    pyramid: bool = True
+    """False: the same layers without joining neighbour pairs (reduction 1), to compare against."""
     bottom_layers: int = 1
     odd: str = "pad"
     """What a pyramidal layer does with an odd length: pad (a zero frame) or drop (the last frame)."""
@@ -270,7 +272,7 @@ class ListenAttendSpell(nn.Module):
         self.config = config
         self.listener = Pyramid(
             n_mels, config.listener_size, config.pyramid_layers, cell=config.cell,
-            bottom_layers=config.bottom_layers, odd=config.odd, dropout=config.dropout,
+            bottom_layers=config.bottom_layers, odd=config.odd, dropout=config.dropout, join=config.pyramid,
         )  # fmt: skip
         self.speller = Speller(vocab, self.listener.output_size, config)
         self.ctc = nn.Linear(self.listener.output_size, vocab) if config.ctc_weight > 0 else None
@@ -544,7 +546,7 @@ def train_speech(
         "data: %d training, %d validation, %d test recordings; speakers %s%s; %s listener steps per frame",
         len(train_u), len(val_u), len(test_u), ", ".join(speakers),
         f" (held out: {d.holdout_speaker})" if d.holdout_speaker else "",
-        f"1/{2 ** config.model.pyramid_layers}",
+        f"1/{2 ** config.model.pyramid_layers if config.model.pyramid else 1}",
     )  # fmt: skip
     torch.manual_seed(config.train.seed)
     model = ListenAttendSpell(config.features.n_mels, len(chars), config.model)
