@@ -80,3 +80,22 @@ def live_server(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def standin_cnn():
+    """A stand-in for a torchvision/timm model in the captioner's --backbone tests: a conv net with a
+    classifier named ``fc``, as torchvision's ResNets have."""
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 6, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+            )
+            self.fc = nn.Linear(6, 1000)
+
+        def forward(self, x):
+            return self.fc(self.body(x))
+
+    return Net()

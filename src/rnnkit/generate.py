@@ -251,7 +251,7 @@ def beam_search(
         vocab = logp.shape[-1]
         parent, token = flat // vocab, flat % vocab
         history = torch.cat([history[parent], token[:, None]], dim=1)  # (K, t+1)
-        state = _select(state, parent)
+        state = select_state(state, parent)
         if form is not None:
             form.position = form.position[parent.cpu()]
             form.advance(token)
@@ -261,7 +261,7 @@ def beam_search(
     return history[0].tolist()
 
 
-def _select(state, index: Tensor):
+def select_state(state, index: Tensor):
     """Reorder the batch dim (dim 1) of a recurrent state to follow the surviving beams."""
     if isinstance(state, Tensor):
         return state.index_select(1, index)

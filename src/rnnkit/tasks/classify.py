@@ -310,7 +310,7 @@ def _is_number(text: str) -> bool:
 def train_classifier(
     config: ClassifierConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
 ) -> dict:
-    from rnnkit.train.trainer import Trainer
+    from rnnkit.train.trainer import fit_task
 
     out = Path(out)
     train_table, val_table = load_tables(config)
@@ -343,13 +343,7 @@ def train_classifier(
     )
     torch.manual_seed(config.train.seed)
     model = SequenceClassifier(len(vocab), len(labels), config.model)
-    trainer = Trainer(model, task, config.train, out, progress=progress)
-    if resume:
-        trainer.resume("last")
-        trainer.trim_metrics()
-    summary = trainer.fit()
-    summary.update(run_dir=str(out), parameters=sum(p.numel() for p in model.parameters()))
-    return summary
+    return fit_task(model, task, config.train, out, resume=resume, progress=progress)
 
 
 @dataclass

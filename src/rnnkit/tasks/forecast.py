@@ -489,7 +489,7 @@ def plot(result: dict, out: Path, title: str) -> None:
 def train_forecaster(
     config: ForecastConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
 ) -> dict:
-    from rnnkit.train.trainer import Trainer
+    from rnnkit.train.trainer import fit_task
 
     out = Path(out)
     d = config.data
@@ -506,13 +506,7 @@ def train_forecaster(
     )  # fmt: skip
     torch.manual_seed(config.train.seed)
     model = Forecaster(prepared.inputs.shape[1], d.horizon, config.model)
-    trainer = Trainer(model, task, config.train, out, progress=progress)
-    if resume:
-        trainer.resume("last")
-        trainer.trim_metrics()
-    summary = trainer.fit()
-    summary.update(run_dir=str(out))
-    return summary
+    return fit_task(model, task, config.train, out, resume=resume, progress=progress)
 
 
 def saved_forecast_config(run_dir: Path) -> ForecastConfig:

@@ -522,7 +522,7 @@ def apply_norm(features: list[Tensor], norm: dict) -> list[Tensor]:
 def train_speech(
     config: SpeechConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
 ) -> dict:
-    from rnnkit.train.trainer import Trainer
+    from rnnkit.train.trainer import fit_task
 
     out = Path(out)
     d = config.data
@@ -550,13 +550,7 @@ def train_speech(
     )  # fmt: skip
     torch.manual_seed(config.train.seed)
     model = ListenAttendSpell(config.features.n_mels, len(chars), config.model)
-    trainer = Trainer(model, task, config.train, out, progress=progress)
-    if resume:
-        trainer.resume("last")
-        trainer.trim_metrics()
-    summary = trainer.fit()
-    summary.update(run_dir=str(out), parameters=sum(p.numel() for p in model.parameters()))
-    return summary
+    return fit_task(model, task, config.train, out, resume=resume, progress=progress)
 
 
 @dataclass

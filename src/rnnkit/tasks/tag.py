@@ -367,7 +367,7 @@ def load_sentences(config: TaggerConfig) -> tuple[Sentences, Sentences]:
 def train_tagger(
     config: TaggerConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
 ) -> dict:
-    from rnnkit.train.trainer import Trainer
+    from rnnkit.train.trainer import fit_task
 
     out = Path(out)
     d = config.data
@@ -397,13 +397,7 @@ def train_tagger(
     )  # fmt: skip
     torch.manual_seed(config.train.seed)
     model = Tagger(len(inputs.vocab), len(tags), config.model, bigram_size_of(inputs))
-    trainer = Trainer(model, task, config.train, out, progress=progress)
-    if resume:
-        trainer.resume("last")
-        trainer.trim_metrics()
-    summary = trainer.fit()
-    summary.update(run_dir=str(out), parameters=sum(p.numel() for p in model.parameters()))
-    return summary
+    return fit_task(model, task, config.train, out, resume=resume, progress=progress)
 
 
 def bigram_size_of(inputs: Inputs) -> int:

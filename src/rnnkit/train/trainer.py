@@ -597,3 +597,15 @@ class _Bar:
         t = self.trainer
         done = t.step if self.by_steps else t.elapsed
         self.progress.update(self.task_id, completed=done, step=t.step, loss=loss, speed=speed)
+
+
+def fit_task(model: nn.Module, task, config: TrainConfig, out: Path, *, resume: bool, progress: bool) -> dict:
+    """Train ``model`` on ``task`` into the run folder ``out`` (continuing its last checkpoint when
+    ``resume``); returns the trainer's summary with the run folder and the parameter count."""
+    trainer = Trainer(model, task, config, out, progress=progress)
+    if resume:
+        trainer.resume("last")
+        trainer.trim_metrics()
+    summary = trainer.fit()
+    summary.update(run_dir=str(out), parameters=sum(p.numel() for p in model.parameters()))
+    return summary

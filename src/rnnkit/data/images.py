@@ -1,0 +1,127 @@
+"""Pictures and their captions: Flickr8k-style CSV (``image,caption``) or Karpathy's JSON layout.
+
+Pictures of any size and mode (RGB, L, P, RGBA, PNG or JPEG) become ``(3, S, S)`` uint8 tensors the
+same way every time: transparent parts composited on white, the shorter side scaled to ``S``
+(bicubic), the centre ``S x S`` cut out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rnnkit.errors import DataError
+
+PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def load_image(path: Path, size: int) -> Tensor:
+    """``(3, size, size)`` uint8; a :class:`DataError` naming the file when it is not a picture."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = opened
+            if image.mode in ("RGBA", "LA", "P") and (image.mode != "P" or "transparency" in image.info):
+                rgba = image.convert("RGBA")
+                image = Image.new("RGB", rgba.size, (255, 255, 255))
+                image.paste(rgba, mask=rgba.getchannel("A"))
+            image = image.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        reason = str(exc).split(":")[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a readable image ({reason})") from None
+    w, h = image.size
+    scale = size / min(w, h)
+    resized = image.resize(
+        (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC
+    )
+    left = (resized.width - size) // 2
+    top = (resized.height - size) // 2
+    crop = resized.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def words(caption: str) -> list[str]:
+    """Lower-cased words; punctuation is dropped."""
+    return WORD.findall(caption.lower())
+
+
+@dataclass
+class Captions:
+    images: list[str]
+    """Image file names, each once, in file order."""
+    captions: dict[str, list[str]]
+    """Every caption of each image."""
+
+
+def read_captions(path: Path) -> Captions:
+    """A CSV with the columns ``image,caption`` (a header row, several rows per image), or Karpathy's
+    ``dataset_*.json`` (``{"images": [{"filename", "sentences": [{"raw"}]}]}``)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    captions: dict[str, list[str]] = {}
+    if path.suffix.lower() == ".json":
+        try:
+            for entry in json.loads(text)["images"]:
+                name = entry["filename"]
+                captions.setdefault(name, []).extend(s["raw"] for s in entry["sentences"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: not Karpathy's captions JSON ({type(exc).__name__}: {exc})") from None
+    else:
+        rows = csv.reader(io.StringIO(text))
+        header = next(rows, None)
+        if header is None or [h.strip().lower() for h in header[:2]] != ["image", "caption"]:
+            raise DataError(f"{path}:1: expected the header 'image,caption', got {','.join(header or [])!r}")
+        for number, row in enumerate(rows, 2):
+            if not row:
+                continue
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise DataError(f"{path}:{number}: expected 'image,caption', got {','.join(row)!r}")
+            captions.setdefault(row[0].strip(), []).append(",".join(row[1:]).strip())
+    if not captions:
+        raise DataError(f"{path}: no captions")
+    return Captions(list(captions), captions)
+
+
+class WordVocab:
+    """``<pad>`` 0, ``<start>`` 1, ``<end>`` 2, ``<unk>`` 3, then words seen ``min_count`` times or more."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens = tokens
+        self.index = {t: i for i, t in enumerate(tokens)}
+
+    @classmethod
+    def build(cls, captions: list[str], min_count: int = 1) -> WordVocab:
+        counts = Counter(w for c in captions for w in words(c))
+        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        return cls([PAD, START, END, UNK, *kept])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, caption: str) -> list[int]:
+        return [self.index.get(w, 3) for w in words(caption)]
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(self.tokens[i] for i in ids if i >= 3)  # specials other than <unk> are not words

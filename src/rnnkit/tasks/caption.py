@@ -1,0 +1,556 @@
+r"""Look and tell (看图说话): a CNN reads the picture, an RNN writes the caption.
+
+The tutorial's CNN + RNN: the picture's feature vector :math:`v = \mathrm{CNN}(I)` enters the RNN at the
+first step only,
+
+.. math::
+    h_1 = f(W_{hx} x_1 + W_{hh} h_0 + b + W_{hi} v), \qquad h_t = f(W_{hx} x_t + W_{hh} h_{t-1} + b)
+    \quad (t > 1),
+
+so every later word knows the picture only through the hidden state. Implemented exactly so: the RNN's
+input at step t is :math:`[x_t; v]` at t = 1 and :math:`[x_t; 0]` after, and :math:`W_{hi}` is the block
+of the input weights that meets :math:`v` (``inject="every-step"`` feeds :math:`v` at every step
+instead, for comparison).
+
+The CNN is a small residual network trained from scratch (no pretrained weights can be downloaded
+here); ``backbone="package.module:factory"`` builds another one (a torchvision or timm model, with
+``backbone_weights`` read from a local file), whose classifier is removed. Decoding is greedy or beam
+search with length normalisation; corpus BLEU-1..4 is sacrebleu's, against every reference caption of
+each picture. Splits are by picture, never by caption.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rnnkit.config import check_rnn_fields, to_dict
+from rnnkit.data.buckets import BucketStream, pad
+from rnnkit.data.images import Captions, WordVocab, load_image, read_captions
+from rnnkit.errors import CheckpointError, DataError, UsageError
+from rnnkit.generate import select_state
+from rnnkit.nn import Recurrent
+from rnnkit.train.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    load_weights,
+    prepare_run_dir,
+    task_config,
+)
+from rnnkit.train.config import TrainConfig
+
+log = logging.getLogger("rnnkit")
+TASK = "caption"
+INJECT = ("first-step", "every-step")
+
+
+@dataclass(kw_only=True)
+class CaptionModelConfig:
+    cell: str = "lstm"
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_layers: int = 1
+    dropout: float = 0.2
+    image_size: int = 64
+    """Pictures are scaled and centre-cropped to this many pixels a side."""
+    cnn_width: int = 16
+    """Channels of the first stage of the residual CNN (doubled at each of its 4 stages)."""
+    image_feature_size: int = 256
+    """Size of the projected picture vector W v (the part of the first input that is the picture)."""
+    inject: str = "first-step"
+    """first-step (the tutorial's CNN+RNN) or every-step."""
+    backbone: str = ""
+    """package.module:factory building another CNN; empty: the residual CNN written here."""
+    backbone_weights: str = ""
+    """A local state-dict file for the backbone (nothing is downloaded)."""
+
+    def __post_init__(self) -> None:
+        check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers", "image_size"))
+        if self.inject not in INJECT:
+            raise ValueError(f"inject: expected first-step or every-step, got {self.inject!r}")
+        if self.cnn_width < 1 or self.image_feature_size < 1 or self.image_size < 16:
+            raise ValueError("cnn_width and image_feature_size: positive; image_size: 16 or more")
+
+
+@dataclass(kw_only=True)
+class CaptionDataConfig:
+    images: str = ""
+    captions: str = ""
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    """Shares of the pictures (never of the captions) held out for validation and for the test."""
+    min_count: int = 2
+    """Words seen fewer times in the training captions read as <unk>."""
+    max_words: int = 30
+    flip: bool = False
+    """Mirror training pictures at random (off: it would swap "left of" and "right of")."""
+
+    def __post_init__(self) -> None:
+        if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
+            raise ValueError("val_fraction and test_fraction: expected fractions in (0, 0.5)")
+        if self.min_count < 1 or self.max_words < 1:
+            raise ValueError("min_count and max_words: expected positive integers")
+
+
+@dataclass(kw_only=True)
+class CaptionConfig:
+    model: CaptionModelConfig = field(default_factory=CaptionModelConfig)
+    data: CaptionDataConfig = field(default_factory=CaptionDataConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            batch_size=64, lr=2e-3, warmup_steps=100, eval_interval=300, checkpoint_interval=300,
+            sample_length=0, max_minutes=10.0, weight_decay=0.01, log_interval=50,
+        )
+    )  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------------------
+# the CNN
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + self.skip(x))
+
+
+class SmallResNet(nn.Module):
+    """A stride-2 stem and four stages of two residual blocks (width w, 2w, 4w, 8w; strides 1, 2, 2, 2),
+    then global average pooling: ``(N, 3, S, S)`` -> ``(N, 8w)``; a 64-pixel picture ends as a 4 x 4
+    grid. Small enough to train from scratch on two CPU cores."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        stages, cin = [], width
+        for i, stride in enumerate((1, 2, 2, 2)):
+            cout = width * 2**i
+            stages += [ResidualBlock(cin, cout, stride), ResidualBlock(cout, cout, 1)]
+            cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.output_size = cin
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.stages(self.stem(x)).mean(dim=(2, 3))
+
+
+def build_backbone(spec: str, weights: str, image_size: int) -> tuple[nn.Module, int]:
+    """``package.module:factory`` -> (the network without its classifier, its feature size)."""
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise UsageError(f"--backbone: expected package.module:factory, got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"--backbone: cannot import {spec} ({exc})") from None
+    net = factory()
+    if weights:
+        try:
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError) as exc:
+            raise UsageError(f"--backbone-weights: {weights}: {str(exc).splitlines()[0]}") from None
+    for head in ("fc", "classifier", "head"):
+        if isinstance(getattr(net, head, None), nn.Module):
+            setattr(net, head, nn.Identity())
+            break
+    with torch.no_grad():
+        was = net.training
+        net.eval()
+        out = net(torch.zeros(1, 3, image_size, image_size))
+        net.train(was)
+    if out.dim() == 4:
+        net = nn.Sequential(net, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        out = out.mean(dim=(2, 3))
+    return net, int(out.shape[-1])
+
+
+# -------------------------------------------------------------------------------------------------
+# the captioner
+
+
+MEAN, STD = 0.5, 0.25
+
+
+class Captioner(nn.Module):
+    """CNN -> picture vector -> RNN (the picture at the first step) -> words."""
+
+    def __init__(self, vocab_size: int, config: CaptionModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        if config.backbone:
+            self.cnn, size = build_backbone(config.backbone, config.backbone_weights, config.image_size)
+        else:
+            self.cnn = SmallResNet(config.cnn_width)
+            size = self.cnn.output_size
+        self.project = nn.Linear(size, config.image_feature_size)
+        self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=0)
+        self.rnn = Recurrent(
+            config.embedding_size + config.image_feature_size,
+            config.hidden_size,
+            cell=config.cell,
+            num_layers=config.num_layers,
+            dropout=config.dropout,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, vocab_size)
+
+    def features(self, images: Tensor) -> Tensor:
+        """``(N, 3, S, S)`` uint8 -> ``(N, image_feature_size)``: the picture vector the RNN sees."""
+        x = (images.float() / 255.0 - MEAN) / STD
+        return self.project(self.cnn(x))
+
+    def image_inputs(self, v: Tensor, steps: int, first: bool = True) -> Tensor:
+        """``(N, steps, P)``: v at the first step (or every step), zeros elsewhere."""
+        if self.config.inject == "every-step":
+            return v[:, None].expand(-1, steps, -1)
+        out = v.new_zeros(v.shape[0], steps, v.shape[1])
+        if first:
+            out[:, 0] = v
+        return out
+
+    def forward(self, images: Tensor, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """Teacher forcing: ``inputs`` ``(N, T)`` starts with ``<start>``; logits ``(N, T, V)``."""
+        v = self.features(images)
+        x = torch.cat([self.dropout(self.embedding(inputs)), self.image_inputs(v, inputs.shape[1])], dim=-1)
+        out, _ = self.rnn(x, lengths=lengths)
+        return self.head(self.dropout(out))
+
+    def step(self, ids: Tensor, v: Tensor, state, first: bool):
+        """One word for each of N captions: ``ids`` ``(N,)`` -> logits ``(N, V)`` and the new state."""
+        x = torch.cat([self.embedding(ids)[:, None], self.image_inputs(v, 1, first)], dim=-1)
+        out, state = self.rnn(x, state=state)
+        return self.head(out[:, 0]), state
+
+    @torch.no_grad()
+    def greedy(self, images: Tensor, max_words: int) -> list[list[int]]:
+        v = self.features(images)
+        ids = torch.ones(v.shape[0], dtype=torch.long, device=v.device)
+        state, out, done = None, [], torch.zeros_like(ids, dtype=torch.bool)
+        for t in range(max_words + 1):
+            logits, state = self.step(ids, v, state, first=t == 0)
+            ids = logits.argmax(-1)
+            out.append(ids)
+            done |= ids == 2
+            if bool(done.all()):
+                break
+        rows = torch.stack(out, 1).tolist()
+        return [row[: row.index(2)] if 2 in row else row for row in rows]
+
+    @torch.no_grad()
+    def beam(self, image: Tensor, beam_size: int, max_words: int, alpha: float = 1.0) -> list[int]:
+        """The best caption of one picture ``(1, 3, S, S)`` by log P / length^alpha."""
+        v = self.features(image)
+        beams: list[tuple[float, list[int]]] = [(0.0, [])]
+        state = None
+        finished: list[tuple[float, list[int]]] = []
+        for t in range(max_words + 1):
+            prev = torch.tensor([b[1][-1] if b[1] else 1 for b in beams], device=v.device)
+            logits, state = self.step(prev, v.expand(len(beams), -1), state, first=t == 0)
+            logp = torch.log_softmax(logits.float(), -1)
+            candidates = []
+            for i, (score, ids) in enumerate(beams):
+                values, index = logp[i].topk(min(beam_size, logp.shape[-1]))
+                candidates += [
+                    (score + s, [*ids, j], i) for s, j in zip(values.tolist(), index.tolist(), strict=True)
+                ]
+            candidates.sort(key=lambda c: -c[0])
+            beams, parents = [], []
+            for score, ids, parent in candidates[:beam_size]:
+                if ids[-1] == 2:
+                    finished.append((score / len(ids) ** alpha, ids[:-1]))
+                else:
+                    beams.append((score, ids))
+                    parents.append(parent)
+            if not beams or len(finished) >= beam_size:
+                break
+            state = select_state(state, torch.tensor(parents, device=v.device))
+        if not finished:
+            finished = [(score / max(1, len(ids)) ** alpha, ids) for score, ids in beams]
+        return max(finished, key=lambda f: f[0])[1]
+
+
+# -------------------------------------------------------------------------------------------------
+# data and scores
+
+
+@dataclass
+class Split:
+    names: list[str]
+    images: Tensor
+    """``(N, 3, S, S)`` uint8, one per picture."""
+    references: list[list[str]]
+    """Every caption of each picture."""
+
+
+def split_pictures(
+    captions: Captions, val: float, test: float, seed: int
+) -> tuple[list[str], list[str], list[str]]:
+    """(train, validation, test) picture names: the split is by picture (seeded), never by caption."""
+    names = list(captions.images)
+    if len(names) < 3:
+        raise DataError(
+            f"need at least 3 pictures to split into train, validation and test; got {len(names)}"
+        )
+    order = names[:]
+    random.Random(seed).shuffle(order)
+    n_test = max(1, round(len(order) * test))
+    n_val = max(1, round(len(order) * val))
+    test_set, val_set = set(order[:n_test]), set(order[n_test : n_test + n_val])
+    pick = lambda keep: [n for n in names if n in keep]  # noqa: E731
+    return [n for n in names if n not in test_set and n not in val_set], pick(val_set), pick(test_set)
+
+
+def load_split(folder: Path, names: list[str], captions: Captions, size: int) -> Split:
+    images = (
+        torch.stack([load_image(Path(folder) / n, size) for n in names])
+        if names
+        else torch.zeros(0, 3, size, size)
+    )
+    return Split(names, images, [captions.captions[n] for n in names])
+
+
+def bleu(hypotheses: list[str], references: list[list[str]]) -> dict[str, float]:
+    """Corpus BLEU-1..4 (sacrebleu, 0-100) of the hypotheses against every reference of each picture."""
+    from sacrebleu.metrics import BLEU
+
+    width = max(len(r) for r in references)
+    streams = [[refs[i] if i < len(refs) else refs[0] for refs in references] for i in range(width)]
+    return {f"bleu{n}": BLEU(max_ngram_order=n).corpus_score(hypotheses, streams).score for n in range(1, 5)}
+
+
+def normalised(caption: str) -> str:
+    """A caption as the model writes them: lower-case words, no punctuation."""
+    from rnnkit.data.images import words
+
+    return " ".join(words(caption))
+
+
+# -------------------------------------------------------------------------------------------------
+# the trainer's task
+
+
+class CaptionTask:
+    selection = ("val_bleu4", "max")
+
+    def __init__(self, config: CaptionConfig, train: Split, val: Split, vocab: WordVocab) -> None:
+        self.config, self.train, self.val, self.vocab = config, train, val, vocab
+        limit = config.data.max_words
+        self.pairs = [(i, vocab.encode(c)[:limit]) for i, refs in enumerate(train.references) for c in refs]
+        self.pairs = [(i, ids) for i, ids in self.pairs if ids]
+        if not self.pairs:
+            raise DataError(f"{config.data.captions}: no training caption has a word")
+        t = config.train
+        self.stream = BucketStream([len(ids) for _, ids in self.pairs], t.batch_size, t.seed)
+
+    def next_batch(self):
+        where = f"{self.config.train.seed}-{self.stream.epoch}-{self.stream.index}"
+        rows = self.stream.next_rows()
+        images = self.train.images[[self.pairs[r][0] for r in rows]]
+        if self.config.data.flip:
+            rng = random.Random(where)
+            flips = torch.tensor([rng.random() < 0.5 for _ in rows])
+            images = torch.where(flips[:, None, None, None], images.flip(-1), images)
+        inputs, lengths = pad([[1, *self.pairs[r][1]] for r in rows])
+        targets, _ = pad([[*self.pairs[r][1], 2] for r in rows])
+        return (images, inputs, lengths, targets), False
+
+    def data_state(self) -> dict:
+        return self.stream.state()
+
+    def load_data_state(self, state: dict) -> None:
+        self.stream.load_state(state)
+
+    def training_loss(self, model: nn.Module, batch, carry):
+        device = next(model.parameters()).device
+        images, inputs, lengths, targets = batch
+        logits = model(images.to(device), inputs.to(device), lengths).float()
+        mask = torch.arange(inputs.shape[1])[None] < lengths[:, None]
+        loss = F.cross_entropy(logits[mask.to(device)], targets.to(device)[mask.to(device)], reduction="sum")
+        words = int(lengths.sum())
+        return loss / words, None, words
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        hyps = describe(model, self.val.images, self.vocab, self.config.data.max_words)
+        refs = [[normalised(r) for r in refs] for refs in self.val.references]
+        found = bleu(hyps, refs)
+        return {"val_bleu4": found["bleu4"], "val_bleu1": found["bleu1"]}
+
+    def on_evaluate(self, model: nn.Module, step: int) -> None:
+        return None
+
+    def checkpoint_config(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "task": TASK,
+            "config": to_dict(self.config),
+            "vocab": self.vocab.tokens,
+        }
+
+
+@torch.no_grad()
+def describe(model: Captioner, images: Tensor, vocab: WordVocab, max_words: int, beam: int = 1,
+             batch_size: int = 64) -> list[str]:  # fmt: skip
+    """A caption for each picture (greedy, or beam search with ``beam`` > 1)."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[str] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size].to(device)
+        if beam > 1:
+            out += [vocab.decode(model.beam(chunk[i : i + 1], beam, max_words)) for i in range(len(chunk))]
+        else:
+            out += [vocab.decode(ids) for ids in model.greedy(chunk, max_words)]
+    model.train(was)
+    return out
+
+
+@torch.no_grad()
+def picture_vectors(model: Captioner, images: Tensor, batch_size: int = 128) -> Tensor:
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat(
+        [
+            model.features(images[i : i + batch_size].to(device)).cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
+def baselines(model: Captioner, train: Split, test: Split) -> dict[str, list[str]]:
+    """Two captions per test picture that need no RNN: the most common training caption, and the first
+    caption of the training picture nearest by the CNN's picture vector (cosine)."""
+    common = Counter(normalised(c) for refs in train.references for c in refs).most_common(1)[0][0]
+    a = F.normalize(picture_vectors(model, test.images), dim=-1)
+    b = F.normalize(picture_vectors(model, train.images), dim=-1)
+    nearest = (a @ b.T).argmax(-1).tolist()
+    return {
+        "most_common": [common] * len(test.names),
+        "nearest_picture": [normalised(train.references[j][0]) for j in nearest],
+    }
+
+
+# -------------------------------------------------------------------------------------------------
+# training and loading
+
+
+def prepare(config: CaptionConfig) -> tuple[Captions, list[str], list[str], list[str]]:
+    d = config.data
+    captions = read_captions(Path(d.captions))
+    folder = Path(d.images)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder of pictures")
+    missing = [n for n in captions.images if not (folder / n).is_file()]
+    if missing:
+        raise DataError(
+            f"{folder / missing[0]}: no such image ({len(missing)} named in {d.captions} are missing)"
+        )
+    return (captions, *split_pictures(captions, d.val_fraction, d.test_fraction, config.train.seed))
+
+
+def train_captioner(
+    config: CaptionConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
+) -> dict:
+    from rnnkit.train.trainer import fit_task
+
+    out = Path(out)
+    d, size = config.data, config.model.image_size
+    captions, train_names, val_names, test_names = prepare(config)
+    if resume:
+        vocab = WordVocab(load_checkpoint(out, "last", task=TASK).config["vocab"])
+    else:
+        vocab = WordVocab.build([c for n in train_names for c in captions.captions[n]], d.min_count)
+    train = load_split(Path(d.images), train_names, captions, size)
+    val = load_split(Path(d.images), val_names, captions, size)
+    task = CaptionTask(config, train, val, vocab)
+    if not resume:
+        prepare_run_dir(out, force)
+    log.info(
+        "data: %d training, %d validation, %d test pictures; %d training captions; vocabulary of %d words",
+        len(train_names), len(val_names), len(test_names), len(task.pairs), len(vocab),
+    )  # fmt: skip
+    torch.manual_seed(config.train.seed)
+    model = Captioner(len(vocab), config.model)
+    return fit_task(model, task, config.train, out, resume=resume, progress=progress)
+
+
+@dataclass
+class LoadedCaptioner:
+    model: Captioner
+    vocab: WordVocab
+    config: CaptionConfig
+    checkpoint: str
+
+    def describe(self, paths: list[Path], beam: int = 1) -> list[str]:
+        images = torch.stack([load_image(p, self.config.model.image_size) for p in paths])
+        return describe(self.model, images, self.vocab, self.config.data.max_words, beam)
+
+
+def saved_caption_config(run_dir: Path) -> CaptionConfig:
+    return task_config(run_dir, "last", TASK, CaptionConfig, "a captioner")[1]
+
+
+def load_captioner(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedCaptioner:
+    loaded, config = task_config(run_dir, which, TASK, CaptionConfig, "a captioner")
+    try:
+        vocab = WordVocab(loaded.config["vocab"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{loaded.folder}: config.json lacks the vocabulary ({exc})") from None
+    config.model.backbone_weights = ""  # the checkpoint holds every weight; the file is not needed again
+    model = Captioner(len(vocab), config.model)
+    load_weights(model, loaded)
+    model.to(device).eval()
+    return LoadedCaptioner(model, vocab, config, loaded.name)
+
+
+def picture_grid(paths: list[Path], texts: list[str], out: Path, columns: int = 4) -> None:
+    """A PNG page of pictures, each with its caption underneath."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    rows = (len(paths) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, path, text in zip(axes.flat, paths, texts, strict=False):
+        with Image.open(path) as image:
+            ax.imshow(image.convert("RGB"))
+        ax.set_title("\n".join(_wrap(text, 34)), fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return [*lines, line] if line else lines or [""]

@@ -1,0 +1,242 @@
+"""Captioning: pictures and captions files, the first-step picture, beam search, BLEU, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rnnkit.cli import main
+from rnnkit.data.images import WordVocab, load_image, read_captions, words
+from rnnkit.data.shapes import content_words, make_shapes, words_right
+from rnnkit.errors import DataError, UsageError
+from rnnkit.tasks.caption import (
+    Captioner,
+    CaptionModelConfig,
+    bleu,
+    build_backbone,
+    load_captioner,
+    split_pictures,
+)
+
+
+def tiny_model(inject: str = "first-step", vocab: int = 12) -> Captioner:
+    torch.manual_seed(0)
+    config = CaptionModelConfig(
+        embedding_size=8,
+        hidden_size=16,
+        image_size=32,
+        cnn_width=4,
+        image_feature_size=6,
+        inject=inject,
+        dropout=0.0,
+    )
+    return Captioner(vocab, config).eval()
+
+
+def pictures(n: int = 3, size: int = 32) -> torch.Tensor:
+    return torch.randint(
+        0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+
+
+@pytest.mark.parametrize("inject", ["first-step", "every-step"])
+def test_the_picture_reaches_later_words_only_through_the_state(inject):
+    model = tiny_model(inject)
+    images, ids = pictures(), torch.tensor([[1, 5, 6, 7], [1, 4, 4, 8], [1, 9, 5, 6]])
+    v = model.features(images).detach().requires_grad_(True)
+    logits, state = model.step(ids[:, 0], v, None, first=True)
+    cut = type(state)(*(s.detach() for s in state))  # later words see the first step's state, not v
+    later = []
+    for t in range(1, ids.shape[1]):
+        logits, cut = model.step(ids[:, t], v, cut, first=False)
+        later.append(logits)
+    grad = torch.autograd.grad(torch.stack(later).logsumexp(-1).sum(), v, allow_unused=True)[0]
+    if inject == "first-step":
+        assert grad is None or torch.all(grad == 0)  # nothing but the state carries the picture onward
+    else:
+        assert grad is not None and grad.abs().sum() > 0
+    # and the first word does depend on the picture directly
+    first, _ = model.step(ids[:, 0], v, None, first=True)
+    assert torch.autograd.grad(first.sum(), v)[0].abs().sum() > 0
+
+
+def test_teacher_forcing_equals_step_by_step():
+    model = tiny_model()
+    images, ids = pictures(2), torch.tensor([[1, 5, 6, 7], [1, 4, 8, 0]])
+    full = model(images, ids, torch.tensor([4, 3]))
+    v, state = model.features(images), None
+    for t in range(4):
+        logits, state = model.step(ids[:, t], v, state, first=t == 0)
+        torch.testing.assert_close(logits[0], full[0, t], atol=1e-5, rtol=1e-5)
+        if t < 3:
+            torch.testing.assert_close(logits[1], full[1, t], atol=1e-5, rtol=1e-5)
+
+
+def test_beam_of_one_is_greedy():
+    model = tiny_model(vocab=9)
+    images = pictures(4)
+    greedy = model.greedy(images, max_words=8)
+    for i in range(4):
+        assert model.beam(images[i : i + 1], 1, max_words=8) == greedy[i]
+    assert all(isinstance(t, int) for t in model.beam(images[:1], 3, max_words=8))
+
+
+def test_bleu_of_the_references_against_themselves_is_100():
+    refs = [
+        ["a red circle left of a blue square", "a blue square right of a red circle"],
+        ["a big dog runs on the grass"],
+    ]
+    found = bleu([r[0] for r in refs], refs)
+    assert all(found[f"bleu{n}"] == pytest.approx(100.0) for n in range(1, 5))
+    worse = bleu(["a red square", "a cat sleeps"], refs)
+    assert worse["bleu4"] < worse["bleu1"] < 100
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P"])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_any_picture_becomes_the_same_square(mode, fmt, tmp_path):
+    if fmt == "JPEG" and mode in ("RGBA", "P"):
+        mode = "RGB" if mode == "RGBA" else "L"
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (50, 80, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    path = tmp_path / f"pic.{fmt.lower()}"
+    image.save(path, fmt)
+    a, b = load_image(path, 32), load_image(path, 32)
+    assert a.shape == (3, 32, 32) and a.dtype == torch.uint8 and torch.equal(a, b)
+
+
+def test_unreadable_pictures_are_named(tmp_path):
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(DataError, match=r"notes\.png: not a readable image"):
+        load_image(tmp_path / "notes.png", 32)
+    Image.new("RGB", (40, 40)).save(tmp_path / "cut.jpg")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "cut.jpg").read_bytes()[:60])
+    with pytest.raises(DataError, match=r"cut\.jpg"):
+        load_image(tmp_path / "cut.jpg", 32)
+    with pytest.raises(DataError, match="no such image"):
+        load_image(tmp_path / "gone.png", 32)
+
+
+def test_captions_files_and_the_split_by_picture(tmp_path):
+    csv_path = tmp_path / "captions.csv"
+    csv_path.write_text(
+        'image,caption\na.jpg,"A dog, running ."\na.jpg,a dog\nb.jpg,Two cats\n', encoding="utf-8"
+    )
+    found = read_captions(csv_path)
+    assert found.images == ["a.jpg", "b.jpg"] and found.captions["a.jpg"] == ["A dog, running .", "a dog"]
+    assert words("A dog, running .") == ["a", "dog", "running"]
+    karpathy = tmp_path / "dataset.json"
+    karpathy.write_text(json.dumps({"images": [{"filename": "c.jpg", "sentences": [{"raw": "A cat."}]}]}))
+    assert read_captions(karpathy).captions == {"c.jpg": ["A cat."]}
+    (tmp_path / "bad.csv").write_text("file,text\na.jpg,x\n")
+    with pytest.raises(DataError, match=r"bad\.csv:1: expected the header"):
+        read_captions(tmp_path / "bad.csv")
+    captions_path = make_shapes(tmp_path / "shapes", 40, size=32, seed=3)
+    shapes = read_captions(captions_path)
+    assert len(shapes.images) == 40 and all(len(c) == 2 for c in shapes.captions.values())
+    train, val, test = split_pictures(shapes, 0.1, 0.1, seed=0)
+    assert (
+        len(set(train) | set(val) | set(test)) == 40
+        and not (set(train) & set(test))
+        and not (set(val) & set(test))
+    )
+    vocab = WordVocab.build([c for n in train for c in shapes.captions[n]])
+    assert vocab.tokens[:4] == ["<pad>", "<start>", "<end>", "<unk>"]
+    assert vocab.decode(vocab.encode("a red zebra")) == "a red <unk>"
+
+
+def test_shape_words_are_checked_in_order():
+    refs = [
+        "a small red circle left of a large blue square",
+        "a large blue square right of a small red circle",
+    ]
+    assert content_words(refs[0]) == ["red", "circle", "blue", "square"]
+    assert words_right("a large red circle left of a small blue square", refs)
+    assert not words_right("a large red circle left of a small blue square", refs, sizes=True)
+    assert not words_right("a small red circle left of a large green square", refs)
+
+
+def test_backbone_hook_with_a_stand_in_module(tmp_path):
+    from tests.helpers import standin_cnn
+
+    weights = tmp_path / "standin.pt"
+    torch.save(standin_cnn().state_dict(), weights)
+    net, size = build_backbone("tests.helpers:standin_cnn", str(weights), 32)
+    assert size == 6  # the classifier (fc, 1000 outputs) was taken off
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 6)
+    with pytest.raises(UsageError, match=r"package\.module:factory"):
+        build_backbone("resnet18", "", 32)
+    with pytest.raises(UsageError, match="cannot import"):
+        build_backbone("no_such_package.models:resnet18", "", 32)
+
+
+# -------------------------------------------------------------------------------------------------
+# the command line
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("caption")
+    assert main(["caption", "make-shapes", str(tmp / "shapes"), "--n", "60", "--size", "32"]) == 0
+    run = tmp / "run"
+    args = ["caption", "train", str(tmp / "shapes" / "images"), str(tmp / "shapes" / "captions.csv")]
+    args += ["--out", str(run), "--max-steps", "40", "--eval-interval", "20", "--image-size", "32"]
+    args += [
+        "--cnn-width",
+        "4",
+        "--hidden-size",
+        "32",
+        "--batch-size",
+        "16",
+        "--quiet",
+        "--set",
+        "data.min_count=1",
+    ]
+    assert main(args) == 0
+    return tmp / "shapes", run
+
+
+def test_cli_trains_evaluates_and_predicts(shapes_run, tmp_path, capsys):
+    shapes, run = shapes_run
+    capsys.readouterr()
+    grid = tmp_path / "grid.png"
+    args = ["caption", "eval", str(run), str(shapes / "images"), str(shapes / "captions.csv"), "--json"]
+    assert main([*args, "--baselines", "--shape-words", "--grid", str(grid), "--beam", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pictures"] == 6 and result["split"] == "test"
+    assert all(0 <= result[f"bleu{n}"] <= 100 for n in range(1, 5))
+    assert set(result["most_common"]) == {"bleu1", "bleu2", "bleu3", "bleu4"} and "nearest_picture" in result
+    assert 0 <= result["shape_words_right"] <= 1 and grid.read_bytes()[:4] == b"\x89PNG"
+    pics = sorted((shapes / "images").iterdir())[:2]
+    assert main(["caption", "predict", str(run), *map(str, pics)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(p) for p in pics]
+    loaded = load_captioner(run)
+    assert set(" ".join(loaded.describe(pics)).split()) <= set(loaded.vocab.tokens)
+
+
+def test_cli_names_bad_pictures_and_files(shapes_run, tmp_path, capsys):
+    shapes, run = shapes_run
+    (tmp_path / "broken.png").write_text("nope")
+    assert main(["caption", "predict", str(run), str(tmp_path / "broken.png")]) == 3
+    assert (
+        main(
+            [
+                "caption",
+                "train",
+                str(shapes / "images"),
+                str(tmp_path / "none.csv"),
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 3
+    )
+    err = capsys.readouterr().err
+    assert err.count("rnnkit: error:") == 2 and "broken.png" in err and "none.csv" in err
+    assert not (tmp_path / "r").exists()
