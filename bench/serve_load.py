@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--length", type=int, default=100, help="characters per generate request")
     parser.add_argument("--kinds", default="healthz,generate,score")
+    parser.add_argument("--workers", type=int, default=1, help="rnnkit serve --workers")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rnnkit-serve-load-"))
     run = args.run or train_small(work)
@@ -116,8 +117,9 @@ def main() -> None:
     floor = in_process(run, args.length, 50)
     print(f"in-process generation of {args.length} chars, one at a time: {floor * 1000:.1f} ms each")
     port = free_port()
+    serve = ["serve", str(run), "--port", str(port), "--workers", str(args.workers)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "rnnkit", "serve", str(run), "--port", str(port)],
+        [sys.executable, "-m", "rnnkit", *serve],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -1261,6 +1261,7 @@ def serve(
     checkpoint: CheckpointOpt = "best",
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "cpu",
     max_body: Annotated[int, Opt(help="Largest request body in bytes.")] = 1_000_000,
+    workers: Annotated[int, Opt(help="Requests running the models at once; the rest wait their turn.")] = 1,
 ) -> None:
     """Serve trained char models over HTTP: a JSON API (/v1/...), OpenAPI docs (/docs), a playground (/)."""
     import uvicorn
@@ -1270,7 +1271,10 @@ def serve(
     _setup_logging()
     if not 0 < port < 65536:
         raise UsageError(f"--port: expected 1..65535, got {port}")
-    app_ = create_app(ServeConfig(runs=runs, checkpoint=checkpoint, device=device, max_body=max_body))
+    if workers < 1:
+        raise UsageError(f"--workers: expected 1 or more, got {workers}")
+    config = ServeConfig(runs=runs, checkpoint=checkpoint, device=device, max_body=max_body, workers=workers)
+    app_ = create_app(config)
     names = ", ".join(app_.state.models)
     log.info("serving %s on http://%s:%d/ (playground), /docs (API)", names, host, port)
     uvicorn.run(app_, host=host, port=port, log_level="warning")

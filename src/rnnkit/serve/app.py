@@ -18,8 +18,10 @@ Endpoints (all JSON; errors are ``{"error": "one line"}`` with a 4xx status):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -57,6 +59,11 @@ class ServeConfig:
     device: str = "cpu"
     max_body: int = 1_000_000
     """Largest request body in bytes; a larger one gets 413."""
+    workers: int = 1
+    """How many requests may run the models at once; the others wait their turn (streams interleave
+    token by token). Letting every request run at once makes the threads fight over the interpreter
+    and the cores: bench/serve_load.py measured 8.2 requests/s with 32 at once, 23.9 with 2 and 29.9
+    with 1 on two cores. More can pay for large models on many cores."""
     title: str = "rnnkit"
 
 
@@ -161,6 +168,12 @@ def create_app(config: ServeConfig) -> FastAPI:
     """The app, with every model of ``config.runs`` loaded (a bad run folder raises here, not later)."""
     models = load_models(config)
     default = next(iter(models))
+    gate = threading.BoundedSemaphore(max(1, config.workers))
+
+    def gated(fn, *args):
+        with gate:
+            return fn(*args)
+
     app = FastAPI(
         title=config.title,
         summary="Character-level RNN language models: generate, score, inspect.",
@@ -193,17 +206,17 @@ def create_app(config: ServeConfig) -> FastAPI:
         return error(400, str(exc))
 
     @app.get("/healthz")
-    def healthz() -> dict:
+    async def healthz() -> dict:
         return {"status": "ok", "models": len(models)}
 
     @app.get("/v1/models")
-    def list_models() -> dict:
+    async def list_models() -> dict:
         return {"models": [m.info for m in models.values()], "default": default}
 
     @app.post("/v1/generate")
     async def generate(body: GenerateRequest):
         served = pick(body.model)
-        job = prepare_generation(served, body)  # checks everything before a stream starts
+        job = prepare_generation(served, body, gate)  # checks everything before a stream starts
         if body.stream:
             return StreamingResponse(
                 sse(job), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
@@ -213,7 +226,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.post("/v1/score")
     async def score(body: ScoreRequest):
         served = pick(body.model)
-        found = await run_in_threadpool(xray.token_scores, served.model, served.vocab, body.text, body.top)
+        found = await run_in_threadpool(
+            gated, xray.token_scores, served.model, served.vocab, body.text, body.top
+        )
         count = len(found.tokens) - 1
         if count < 1:
             raise UsageError("text: needs at least two tokens to score")
@@ -237,7 +252,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             found = xray.activations(served.model, served.vocab, body.text, body.layer, body.state)
             return inspection(served.name, found, body.top, body.units)
 
-        return await run_in_threadpool(work)
+        return await run_in_threadpool(gated, work)
 
     @app.get("/", include_in_schema=False)
     def playground():
@@ -297,9 +312,10 @@ class Generation:
     prime_ids: list[int]
     form: PoemForm | None
     sampling: SamplingConfig
+    gate: threading.BoundedSemaphore
 
 
-def prepare_generation(served: Served, body: GenerateRequest) -> Generation:
+def prepare_generation(served: Served, body: GenerateRequest, gate: threading.BoundedSemaphore) -> Generation:
     vocab = served.vocab
     form = None
     if body.acrostic or body.line_chars or body.lines:
@@ -311,11 +327,14 @@ def prepare_generation(served: Served, body: GenerateRequest) -> Generation:
         newline = vocab.id_of("\n")
         prime_ids = [newline if newline is not None else 0]
     sampling = SamplingConfig(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p)
-    return Generation(served, body, prime_ids, form, sampling)
+    return Generation(served, body, prime_ids, form, sampling, gate)
 
 
-def tokens_of(job: Generation) -> Iterator[dict]:
-    """One dict per generated token: its text (possibly empty mid-character), and its candidates."""
+def tokens_of(job: Generation, gate: threading.BoundedSemaphore | None = None) -> Iterator[dict]:
+    """One dict per generated token: its text (possibly empty mid-character), and its candidates.
+
+    With a ``gate``, each model step holds one of its slots (a stream's steps interleave with the other
+    requests'); without, the caller holds a slot for the whole generation."""
     served, body = job.served, job.body
     vocab = served.vocab
     banned = [vocab.unk_id] if vocab.unk_id is not None else []
@@ -327,7 +346,11 @@ def tokens_of(job: Generation) -> Iterator[dict]:
         served.model, job.prime_ids, body.length, job.sampling, seed=body.seed, form=job.form, banned=banned,
         observe=observe,
     )  # fmt: skip
-    for token in stream:
+    while True:
+        with gate or contextlib.nullcontext():
+            token = next(stream, None)
+        if token is None:
+            break
         token_id = int(token[0])
         piece = decode(token_id)
         event: dict = {"text": piece, "token": xray.token_label(vocab, token_id)}
@@ -345,8 +368,11 @@ def tokens_of(job: Generation) -> Iterator[dict]:
 
 
 def collect(job: Generation) -> dict:
+    """A whole generation, holding one worker slot from start to end (the fastest order for many
+    requests: no switching between them token by token)."""
     started = time.perf_counter()
-    events = list(tokens_of(job))
+    with job.gate:
+        events = list(tokens_of(job))
     seconds = time.perf_counter() - started
     out = {
         "model": job.served.name,
@@ -365,7 +391,7 @@ def sse(job: Generation) -> Iterator[str]:
     started = time.perf_counter()
     parts = []
     try:
-        for event in tokens_of(job):
+        for event in tokens_of(job, job.gate):
             parts.append(event["text"])
             yield f"event: token\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
     except RnnkitError as exc:  # the request was checked before the stream began; this is a safety net
