@@ -18,7 +18,7 @@ Endpoints (all JSON; errors are ``{"error": "one line"}`` with a 4xx status):
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import json
 import math
 import threading
@@ -60,10 +60,10 @@ class ServeConfig:
     max_body: int = 1_000_000
     """Largest request body in bytes; a larger one gets 413."""
     workers: int = 1
-    """How many requests may run the models at once; the others wait their turn (streams interleave
-    token by token). Letting every request run at once makes the threads fight over the interpreter
-    and the cores: bench/serve_load.py measured 8.2 requests/s with 32 at once, 23.9 with 2 and 29.9
-    with 1 on two cores. More can pay for large models on many cores."""
+    """How many requests may run the models at once; the others wait their turn, in order, and take
+    turns BURST model steps at a time, so one long generation never holds up the rest. Letting every
+    request run at once made the threads fight over the interpreter and the cores: bench/serve_load.py
+    measured 8.2 generate requests/s with all 32 at once on two cores against about 30 with 1 slot."""
     title: str = "rnnkit"
 
 
@@ -168,7 +168,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     """The app, with every model of ``config.runs`` loaded (a bad run folder raises here, not later)."""
     models = load_models(config)
     default = next(iter(models))
-    gate = threading.BoundedSemaphore(max(1, config.workers))
+    gate = FairGate(max(1, config.workers))
 
     def gated(fn, *args):
         with gate:
@@ -262,6 +262,32 @@ def create_app(config: ServeConfig) -> FastAPI:
     return app
 
 
+class FairGate:
+    """``slots`` places, given in the order they were asked for. (A plain ``threading.Semaphore`` lets
+    the thread that has just released it take it straight back, so a long generation would starve the
+    requests waiting behind it.)"""
+
+    def __init__(self, slots: int) -> None:
+        self._cond = threading.Condition()
+        self._free = slots
+        self._queue: collections.deque[object] = collections.deque()
+
+    def __enter__(self) -> None:
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            while self._queue[0] is not ticket or not self._free:
+                self._cond.wait()
+            self._queue.popleft()
+            self._free -= 1
+            self._cond.notify_all()  # the next in line may take a free slot too
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
+
+
 class BodyLimit:
     """ASGI middleware: a POST must say its size (Content-Length), and the size must be within ``limit``."""
 
@@ -312,10 +338,10 @@ class Generation:
     prime_ids: list[int]
     form: PoemForm | None
     sampling: SamplingConfig
-    gate: threading.BoundedSemaphore
+    gate: FairGate
 
 
-def prepare_generation(served: Served, body: GenerateRequest, gate: threading.BoundedSemaphore) -> Generation:
+def prepare_generation(served: Served, body: GenerateRequest, gate: FairGate) -> Generation:
     vocab = served.vocab
     form = None
     if body.acrostic or body.line_chars or body.lines:
@@ -330,49 +356,54 @@ def prepare_generation(served: Served, body: GenerateRequest, gate: threading.Bo
     return Generation(served, body, prime_ids, form, sampling, gate)
 
 
-def tokens_of(job: Generation, gate: threading.BoundedSemaphore | None = None) -> Iterator[dict]:
+BURST = 16
+"""Model steps a request takes in a row before a waiting request gets its worker slot."""
+
+
+def tokens_of(job: Generation) -> Iterator[dict]:
     """One dict per generated token: its text (possibly empty mid-character), and its candidates.
 
-    With a ``gate``, each model step holds one of its slots (a stream's steps interleave with the other
-    requests'); without, the caller holds a slot for the whole generation."""
+    The model runs while holding a worker slot of ``job.gate``, ``BURST`` steps at a time, so a long
+    generation and short ones share the slots fairly (none waits for another to finish) while the
+    switching between them stays rare. The slot is never held while the caller has the token."""
     served, body = job.served, job.body
     vocab = served.vocab
     banned = [vocab.unk_id] if vocab.unk_id is not None else []
     seen: list[torch.Tensor] = []
     observe = seen.append if body.candidates else None
     decode = vocab.decoder()
-    text = ""
     stream = sample(
         served.model, job.prime_ids, body.length, job.sampling, seed=body.seed, form=job.form, banned=banned,
         observe=observe,
     )  # fmt: skip
-    while True:
-        with gate or contextlib.nullcontext():
-            token = next(stream, None)
-        if token is None:
-            break
-        token_id = int(token[0])
-        piece = decode(token_id)
-        event: dict = {"text": piece, "token": xray.token_label(vocab, token_id)}
-        if observe is not None:
-            logits = seen.pop()[0]
-            event["p"] = round(float(torch.softmax(logits.float(), -1)[token_id]), 5)
-            event["candidates"] = xray.top_candidates(vocab, logits, body.candidates)
-        text += piece
-        yield event
-        if body.stop and text.endswith(body.stop):
-            return
+    text, done = "", False
+    while not done:
+        burst: list[tuple[int, torch.Tensor | None]] = []
+        with job.gate:
+            for _ in range(BURST):
+                token = next(stream, None)
+                if token is None:
+                    done = True
+                    break
+                burst.append((int(token[0]), seen.pop()[0] if observe is not None else None))
+        for token_id, logits in burst:
+            piece = decode(token_id)
+            event: dict = {"text": piece, "token": xray.token_label(vocab, token_id)}
+            if logits is not None:
+                event["p"] = round(float(torch.softmax(logits.float(), -1)[token_id]), 5)
+                event["candidates"] = xray.top_candidates(vocab, logits, body.candidates)
+            text += piece
+            yield event
+            if body.stop and text.endswith(body.stop):
+                return
     tail = decode.flush()
     if tail:
         yield {"text": tail, "token": ""}
 
 
 def collect(job: Generation) -> dict:
-    """A whole generation, holding one worker slot from start to end (the fastest order for many
-    requests: no switching between them token by token)."""
     started = time.perf_counter()
-    with job.gate:
-        events = list(tokens_of(job))
+    events = list(tokens_of(job))
     seconds = time.perf_counter() - started
     out = {
         "model": job.served.name,
@@ -391,7 +422,7 @@ def sse(job: Generation) -> Iterator[str]:
     started = time.perf_counter()
     parts = []
     try:
-        for event in tokens_of(job, job.gate):
+        for event in tokens_of(job):
             parts.append(event["text"])
             yield f"event: token\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
     except RnnkitError as exc:  # the request was checked before the stream began; this is a safety net
