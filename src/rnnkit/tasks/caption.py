@@ -45,7 +45,7 @@ from rnnkit.train.checkpoint import (
     prepare_run_dir,
     task_config,
 )
-from rnnkit.train.config import TrainConfig
+from rnnkit.train.config import TrainConfig, task_training
 
 log = logging.getLogger("rnnkit")
 TASK = "caption"
@@ -105,11 +105,8 @@ class CaptionConfig:
     model: CaptionModelConfig = field(default_factory=CaptionModelConfig)
     data: CaptionDataConfig = field(default_factory=CaptionDataConfig)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=64, lr=2e-3, warmup_steps=100, eval_interval=300, checkpoint_interval=300,
-            sample_length=0, max_minutes=10.0, weight_decay=0.01, log_interval=50,
-        )
-    )  # fmt: skip
+        default_factory=task_training(batch_size=64, warmup_steps=100, eval_interval=300)
+    )
 
 
 # -------------------------------------------------------------------------------------------------

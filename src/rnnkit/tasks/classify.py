@@ -39,7 +39,7 @@ from rnnkit.train.checkpoint import (
     prepare_run_dir,
     task_config,
 )
-from rnnkit.train.config import TrainConfig
+from rnnkit.train.config import TrainConfig, task_training
 
 log = logging.getLogger("rnnkit")
 TASK = "classify"
@@ -99,11 +99,8 @@ class ClassifierConfig:
     model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
     data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=64, lr=2e-3, warmup_steps=50, eval_interval=200, checkpoint_interval=200,
-            sample_length=0, max_minutes=10.0, weight_decay=0.01, log_interval=50,
-        )
-    )  # fmt: skip
+        default_factory=task_training(batch_size=64, warmup_steps=50, eval_interval=200)
+    )
 
 
 # -------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from rnnkit.train.checkpoint import (
     prepare_run_dir,
     task_config,
 )
-from rnnkit.train.config import TrainConfig
+from rnnkit.train.config import TrainConfig, task_training
 
 log = logging.getLogger("rnnkit")
 TASK = "forecast"
@@ -100,11 +100,16 @@ class ForecastConfig:
     model: ForecastModelConfig = field(default_factory=ForecastModelConfig)
     data: ForecastDataConfig = field(default_factory=ForecastDataConfig)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=32, lr=3e-3, warmup_steps=20, eval_interval=50, checkpoint_interval=50,
-            sample_length=0, max_minutes=2.0, weight_decay=0.0, log_interval=50, eval_tokens=0,
+        default_factory=task_training(
+            batch_size=32,
+            warmup_steps=20,
+            eval_interval=50,
+            lr=3e-3,
+            max_minutes=2.0,
+            weight_decay=0.0,
+            eval_tokens=0,
         )
-    )  # fmt: skip
+    )
 
 
 # -------------------------------------------------------------------------------------------------

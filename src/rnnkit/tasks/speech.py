@@ -46,7 +46,7 @@ from rnnkit.train.checkpoint import (
     prepare_run_dir,
     task_config,
 )
-from rnnkit.train.config import TrainConfig
+from rnnkit.train.config import TrainConfig, task_training
 
 log = logging.getLogger("rnnkit")
 TASK = "speech"
@@ -109,11 +109,8 @@ class SpeechConfig:
     data: SpeechDataConfig = field(default_factory=SpeechDataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=32, lr=2e-3, warmup_steps=100, eval_interval=300, checkpoint_interval=300,
-            sample_length=0, max_minutes=10.0, weight_decay=0.01, log_interval=50,
-        )
-    )  # fmt: skip
+        default_factory=task_training(batch_size=32, warmup_steps=100, eval_interval=300)
+    )
 
 
 # -------------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from rnnkit.train.checkpoint import (
     prepare_run_dir,
     task_config,
 )
-from rnnkit.train.config import TrainConfig
+from rnnkit.train.config import TrainConfig, task_training
 
 log = logging.getLogger("rnnkit")
 TASK = "tag"
@@ -103,11 +103,8 @@ class TaggerConfig:
     model: TaggerModelConfig = field(default_factory=TaggerModelConfig)
     data: TaggerDataConfig = field(default_factory=TaggerDataConfig)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=32, lr=2e-3, warmup_steps=50, eval_interval=300, checkpoint_interval=300,
-            sample_length=0, max_minutes=10.0, weight_decay=0.01, log_interval=50,
-        )
-    )  # fmt: skip
+        default_factory=task_training(batch_size=32, warmup_steps=50, eval_interval=300)
+    )
 
 
 # -------------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -76,3 +78,16 @@ class TrainConfig:
             raise ValueError(f"precision: expected one of {list(PRECISIONS)}, got {self.precision!r}")
         if self.on_nan not in ("abort", "rollback"):
             raise ValueError(f"on_nan: expected abort or rollback, got {self.on_nan!r}")
+
+
+def task_training(
+    *, batch_size: int, warmup_steps: int, eval_interval: int, **more: Any
+) -> Callable[[], TrainConfig]:
+    """The default factory of a task's training section: no text samples, AdamW 2e-3 with weight decay
+    0.01 for 10 minutes, a checkpoint at every evaluation; ``more`` sets any other field."""
+    values = {
+        "batch_size": batch_size, "lr": 2e-3, "warmup_steps": warmup_steps, "eval_interval": eval_interval,
+        "checkpoint_interval": eval_interval, "sample_length": 0, "max_minutes": 10.0, "weight_decay": 0.01,
+        "log_interval": 50,
+    } | more  # fmt: skip
+    return lambda: TrainConfig(**values)
