@@ -20,7 +20,18 @@ PUBLIC = [
     "beam_search",
     "sample",
 ]
-NN = ["CELLS", "CellBase", "GRUCell", "LSTMCell", "LSTMState", "RNNCell", "Recurrent", "Stepper", "Unrolled"]
+NN = [
+    "CELLS",
+    "CellBase",
+    "GRUCell",
+    "LSTMCell",
+    "LSTMState",
+    "Pyramid",
+    "RNNCell",
+    "Recurrent",
+    "Stepper",
+    "Unrolled",
+]
 NN.append("cell_class")
 
 
