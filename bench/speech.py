@@ -51,7 +51,9 @@ def train_args(name: str, wav: Path, run: Path, args) -> list[str]:
 
 
 def report(name: str, run: Path, wav: Path, wall: float) -> dict:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    from rnnkit.train.checkpoint import read_metrics
+
+    rows = read_metrics(run)
     speeds = [r["tokens_per_s"] for r in rows if "tokens_per_s" in r][1:]  # the first includes start-up
     config = json.loads((run / "manifest.json").read_text())
     steps = int(config["last"].split("-")[1])

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rnnkit.errors import CheckpointError, UsageError
+from rnnkit.train.checkpoint import read_metrics
 
 LOSSES = ("train_loss", "val_loss")
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir}: no metrics.jsonl (not a run folder, or it never logged a step)")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise CheckpointError(f"{path}:{number}: not a JSON line") from None
-    return rows
 
 
 def plot_curves(run_dir: Path, out: Path) -> list[str]:
@@ -37,6 +22,8 @@ def plot_curves(run_dir: Path, out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not (Path(run_dir) / "metrics.jsonl").is_file():
+        raise CheckpointError(f"{run_dir}: no metrics.jsonl (not a run folder, or it never logged a step)")
     rows = read_metrics(run_dir)
     series: dict[str, tuple[list[float], list[float]]] = {}
     for row in rows:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnkit.data.files import read_text_file
 from rnnkit.errors import DataError
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
@@ -72,14 +73,7 @@ def read_captions(path: Path) -> Captions:
     """A CSV with the columns ``image,caption`` (a header row, several rows per image), or Karpathy's
     ``dataset_*.json`` (``{"images": [{"filename", "sentences": [{"raw"}]}]}``)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
+    text = read_text_file(path, what="a captions file")
     captions: dict[str, list[str]] = {}
     if path.suffix.lower() == ".json":
         try:

@@ -33,12 +33,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import to_dict
+from rnnkit.config import check_rnn_fields, to_dict
 from rnnkit.data.audio import FeatureConfig, features_of
 from rnnkit.data.buckets import BucketStream
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.nn import LSTMState, Pyramid
-from rnnkit.nn.cells import CELLS, LSTMCell
+from rnnkit.nn.cells import LSTMCell
 from rnnkit.train.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
@@ -75,17 +75,16 @@ class SpeechModelConfig:
     """Weight of a CTC loss on the listener (0: no CTC head)."""
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
-        for name in ("listener_size", "bottom_layers", "speller_size", "embedding_size", "attention_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        check_rnn_fields(
+            self,
+            positive=("listener_size", "bottom_layers", "speller_size", "embedding_size", "attention_size"),
+        )
         if not 0 <= self.pyramid_layers <= 6:
             raise ValueError(f"pyramid_layers: expected 0..6, got {self.pyramid_layers}")
         if self.odd not in ("pad", "drop"):
             raise ValueError(f"odd: expected pad or drop, got {self.odd!r}")
-        if not 0 <= self.dropout < 1 or not 0 <= self.ctc_weight <= 1:
-            raise ValueError("dropout: expected [0, 1); ctc_weight: expected [0, 1]")
+        if not 0 <= self.ctc_weight <= 1:
+            raise ValueError(f"ctc_weight: expected a weight in [0, 1], got {self.ctc_weight}")
 
 
 @dataclass(kw_only=True)

@@ -287,3 +287,20 @@ def load_weights(model: torch.nn.Module, loaded: Checkpoint) -> None:
         model.load_state_dict(loaded.model_state)
     except RuntimeError:
         raise CheckpointError(f"{loaded.folder}: the weights do not fit the model in config.json") from None
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of a run's ``metrics.jsonl`` in order; a torn or foreign line (a crash mid-write) is
+    skipped, and a run without the file has none."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text("utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

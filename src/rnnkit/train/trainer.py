@@ -394,15 +394,10 @@ class Trainer:
         path = self.run_dir / "metrics.jsonl"
         if not path.is_file():
             return
-        kept = []
-        for line in path.read_text("utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and record.get("step", 0) <= self.step:
-                kept.append(line)
-        ckpt.atomic_write(path, "".join(line + "\n" for line in kept).encode("utf-8"))
+        kept = [
+            json.dumps(r) + "\n" for r in ckpt.read_metrics(self.run_dir) if r.get("step", 0) <= self.step
+        ]
+        ckpt.atomic_write(path, "".join(kept).encode("utf-8"))
 
     # ---------------------------------------------------------------------------------------------
     # the loop
