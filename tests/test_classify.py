@@ -130,6 +130,30 @@ def test_padding_never_changes_a_prediction(pool, cell):
             torch.testing.assert_close(together[i : i + 1], alone, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("pool", ["last", "mean"])
+def test_padding_never_changes_a_prediction_with_bigrams(pool):
+    from rnnkit.data.table import TokenVocab, bigram_keys
+    from rnnkit.tasks.classify import TextInputs
+
+    texts = ["这部电影真的不错", "太差了", "还行吧，一般"]
+    docs = [list(t) for t in texts]
+    inputs = TextInputs(
+        TokenVocab.build(docs), "char", 256, TokenVocab.build(bigram_keys(d, "char") for d in docs)
+    )
+    rows = inputs.encode(texts)
+    assert [len(b) for b in rows.bigrams] == [len(i) + 1 for i in rows.ids]  # (edge, c1) ... (cn, edge)
+    torch.manual_seed(0)
+    config = ClassifierModelConfig(embedding_size=8, hidden_size=6, bigram_size=4, pool=pool, dropout=0)
+    model = SequenceClassifier(len(inputs.vocab), 2, config, len(inputs.bigrams)).eval()
+    with torch.no_grad():
+        together = model(*rows.batch([0, 1, 2]))
+        for i in range(3):
+            alone = model(*rows.batch([i]))
+            torch.testing.assert_close(together[i : i + 1], alone, rtol=1e-5, atol=1e-6)
+        with pytest.raises(ValueError, match="reads bigrams"):
+            model(*rows.batch([0])[:2])
+
+
 def test_last_pool_joins_forward_at_the_end_and_backward_at_the_start():
     torch.manual_seed(0)
     config = ClassifierModelConfig(embedding_size=8, hidden_size=5, pool="last", dropout=0)
@@ -192,3 +216,30 @@ def test_cli_trains_evaluates_and_predicts(tmp_path, capsys, monkeypatch):
     code = main(["classify", "eval", str(tmp_path / "run"), str(tmp_path / "missing.tsv")])
     err = capsys.readouterr().err
     assert code == 3 and err.startswith("rnnkit: error:") and "no such file" in err and err.count("\n") == 1
+
+
+def test_cli_chinese_characters_read_their_bigrams(tmp_path, capsys, monkeypatch):
+    rng = random.Random(0)
+    filler = list("这部电影的故事演员画面音乐")
+    lines = ["label,review"]
+    for _ in range(300):  # the label is in a bigram: 不好 (bad) or 很好 (good), and 好 is in both
+        label = rng.randint(0, 1)
+        text = [rng.choice(filler) for _ in range(rng.randint(2, 8))]
+        at = rng.randrange(len(text) + 1)
+        text[at:at] = list("很好" if label else "不好")
+        lines.append(f"{label},{''.join(text)}")
+    (tmp_path / "zh.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = tmp_path / "run"
+    args = ["classify", "train", str(tmp_path / "zh.csv"), "--text-column", "review", "--label-column"]
+    args += ["label", "--out", str(run), "--max-steps", "80", "--eval-interval", "40", "--quiet", "--lr"]
+    args += ["1e-2", "--hidden-size", "16", "--embedding-size", "16", "--batch-size", "16", "--device", "cpu"]
+    assert main(args) == 0, capsys.readouterr().err
+    saved = json.loads(next(run.glob("ckpt-*/config.json")).read_text(encoding="utf-8"))
+    assert saved["tokens"] == "char" and "不\t好" in saved["bigrams"] and "很\t好" in saved["bigrams"]
+    capsys.readouterr()
+    assert main(["classify", "eval", str(run), str(tmp_path / "zh.csv"), "--text-column", "review",
+                 "--label-column", "label", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["accuracy"] > 0.9
+    monkeypatch.setattr("sys.stdin", io.StringIO("电影很好\n电影不好\n"))
+    assert main(["classify", "predict", str(run)]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["1", "0"]

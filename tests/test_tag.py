@@ -219,7 +219,7 @@ def test_cli_tags_entities_with_and_without_crf(tmp_path, capsys):
 
 
 def test_bigram_keys_cover_both_edges():
-    from rnnkit.tasks.tag import BOUNDARY, bigram_keys
+    from rnnkit.data.table import BOUNDARY, bigram_keys
 
     keys = bigram_keys(["上", "海", "市"], "char")
     assert keys == [f"{BOUNDARY}\t上", "上\t海", "海\t市", f"市\t{BOUNDARY}"]
@@ -227,8 +227,8 @@ def test_bigram_keys_cover_both_edges():
 
 
 def test_padding_never_changes_a_tagger_with_bigrams():
-    from rnnkit.data.table import TokenVocab
-    from rnnkit.tasks.tag import EncodedTags, Inputs, Tagger, TaggerModelConfig, bigram_keys
+    from rnnkit.data.table import TokenVocab, bigram_keys
+    from rnnkit.tasks.tag import EncodedTags, Inputs, Tagger, TaggerModelConfig
 
     sentences = [list("上海体育局召开会议"), list("会议"), list("体育局")]
     vocab = TokenVocab.build(sentences)

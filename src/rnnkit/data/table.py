@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -176,3 +177,17 @@ class TokenVocab:
 
     def encode(self, tokens: list[str]) -> list[int]:
         return [self.index.get(t, 1) for t in tokens]
+
+
+BOUNDARY = "\u2402"  # stands for the text's edge in a bigram key (a control picture, not text)
+
+
+def token_key(token: str, kind: str) -> str:
+    return token if kind == "char" else token.lower()
+
+
+def bigram_keys(tokens: list[str], kind: str) -> list[str]:
+    """The n + 1 bigrams of n tokens: (edge, t1), (t1, t2), ..., (tn, edge). A model reading them gives
+    step t its left bigram (t) and its right bigram (t + 1)."""
+    keys = [BOUNDARY, *(token_key(w, kind) for w in tokens), BOUNDARY]
+    return [f"{a}\t{b}" for a, b in itertools.pairwise(keys)]

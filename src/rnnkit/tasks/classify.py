@@ -13,6 +13,11 @@ and ``pool="max"`` average or max-pool the outputs over the real steps instead, 
 Tokens are characters for Chinese and Japanese and lower-cased words for other text (chosen from the
 data, or forced with ``tokens``). Batches hold texts of similar length (length buckets), so little
 padding is read.
+
+Character tokens also see their two neighbouring bigrams (``model.bigram_size``, on by default, as in
+the tagger): the input at step t is :math:`[E_c(c_t); E_b(c_{t-1}c_t); E_b(c_t c_{t+1})]`. A Chinese
+character alone is a weak clue to sentiment ("不" is "not", but "不错" is "not bad": good); its bigrams
+give the words back without a segmenter.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from torch.nn import functional as F
 
 from rnnkit.config import check_rnn_fields, to_dict
 from rnnkit.data.buckets import BucketStream, pad
-from rnnkit.data.table import Table, TokenVocab, choose_tokens, read_table, tokenize
+from rnnkit.data.table import Table, TokenVocab, bigram_keys, choose_tokens, read_table, tokenize
 from rnnkit.errors import CheckpointError, DataError
 from rnnkit.nn import LSTMState, Recurrent
 from rnnkit.train.checkpoint import (
@@ -59,11 +64,15 @@ class ClassifierModelConfig:
     """Dropout on the embeddings, between layers and on the pooled representation."""
     pool: str = "last"
     """last (the final states, as above), mean or max over the real steps."""
+    bigram_size: int = 64
+    """Embedding size of each character's left and right bigrams; 0: none. Character tokens only."""
 
     def __post_init__(self) -> None:
         check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers"))
         if self.pool not in POOLS:
             raise ValueError(f"pool: expected one of {list(POOLS)}, got {self.pool!r}")
+        if self.bigram_size < 0:
+            raise ValueError(f"bigram_size: expected 0 or more, got {self.bigram_size}")
 
 
 @dataclass(kw_only=True)
@@ -82,6 +91,9 @@ class ClassifierDataConfig:
     min_count: int = 1
     """Keep tokens seen at least this often in training."""
     max_vocab: int = 50_000
+    bigram_min_count: int = 2
+    """Bigrams seen fewer times in training read as <unk>."""
+    max_bigrams: int = 200_000
     encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
@@ -89,7 +101,7 @@ class ClassifierDataConfig:
             raise ValueError(f"tokens: expected auto, char or word, got {self.tokens!r}")
         if not 0 < self.val_fraction < 0.9:
             raise ValueError(f"val_fraction: expected a fraction in (0, 0.9), got {self.val_fraction}")
-        for name in ("max_tokens", "min_count", "max_vocab"):
+        for name in ("max_tokens", "min_count", "max_vocab", "bigram_min_count", "max_bigrams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
 
@@ -108,17 +120,22 @@ class ClassifierConfig:
 
 
 class SequenceClassifier(nn.Module):
-    """Embedding -> (bi)RNN -> pooled representation -> linear -> class logits.
+    """Embedding (+ bigram embeddings) -> (bi)RNN -> pooled representation -> linear -> class logits.
 
-    Inputs: ``ids`` ``(N, T)`` (0 is padding), ``lengths`` ``(N,)``. Output: logits ``(N, C)``.
+    Inputs: ``ids`` ``(N, T)`` (0 is padding), ``lengths`` ``(N,)``, and with ``bigram_vocab > 0`` the
+    ``(N, T + 1)`` bigram ids of :func:`rnnkit.data.table.bigram_keys`. Output: logits ``(N, C)``.
     """
 
-    def __init__(self, vocab_size: int, num_labels: int, config: ClassifierModelConfig) -> None:
+    def __init__(
+        self, vocab_size: int, num_labels: int, config: ClassifierModelConfig, bigram_vocab: int = 0
+    ) -> None:
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=0)
+        width = config.bigram_size if bigram_vocab else 0
+        self.bigram = nn.Embedding(bigram_vocab, width, padding_idx=0) if width else None
         self.rnn = Recurrent(
-            config.embedding_size,
+            config.embedding_size + 2 * width,
             config.hidden_size,
             cell=config.cell,
             num_layers=config.num_layers,
@@ -128,9 +145,15 @@ class SequenceClassifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.rnn.output_size, num_labels)
 
-    def represent(self, ids: Tensor, lengths: Tensor) -> Tensor:
+    def represent(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
         """The pooled representation ``(N, D*H)``."""
-        x = self.dropout(self.embedding(ids))
+        x = self.embedding(ids)
+        if self.bigram is not None:
+            if bigrams is None:
+                raise ValueError("this classifier reads bigrams: pass the (N, T + 1) bigram ids")
+            pairs = self.bigram(bigrams[:, : ids.shape[1] + 1])
+            x = torch.cat([x, pairs[:, :-1], pairs[:, 1:]], dim=-1)
+        x = self.dropout(x)
         out, state = self.rnn(x, lengths=lengths)  # out (N, T, D*H), zero at padded steps
         pool = self.config.pool
         if pool == "last":
@@ -144,8 +167,8 @@ class SequenceClassifier(nn.Module):
             return out.sum(1) / lengths.to(out.device, out.dtype)[:, None]
         return out.masked_fill(~mask, float("-inf")).amax(1)
 
-    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        return self.head(self.dropout(self.represent(ids, lengths)))
+    def forward(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
+        return self.head(self.dropout(self.represent(ids, lengths, bigrams)))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -156,20 +179,39 @@ class SequenceClassifier(nn.Module):
 class Encoded:
     ids: list[list[int]]
     labels: list[int]
+    bigrams: list[list[int]] | None = None
+
+    def batch(self, rows: list[int]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Padded (ids, lengths, bigrams) of the given rows."""
+        ids, lengths = pad([self.ids[i] for i in rows])
+        bigrams = pad([self.bigrams[i] for i in rows])[0] if self.bigrams is not None else None
+        return ids, lengths, bigrams
 
 
-def encode_rows(
-    table: Table, vocab: TokenVocab, labels: list[str], kind: str, max_tokens: int, path: str
-) -> Encoded:
+@dataclass
+class TextInputs:
+    """How texts become what the classifier reads: token ids, and bigram ids when it reads bigrams."""
+
+    vocab: TokenVocab
+    kind: str
+    max_tokens: int
+    bigrams: TokenVocab | None = None
+
+    def tokens(self, text: str) -> list[str]:
+        return tokenize(text, self.kind)[: self.max_tokens] or [text.strip()[:1] or "?"]
+
+    def encode(self, texts: list[str], labels: list[int] | None = None) -> Encoded:
+        docs = [self.tokens(t) for t in texts]
+        pairs = [self.bigrams.encode(bigram_keys(d, self.kind)) for d in docs] if self.bigrams else None
+        return Encoded([self.vocab.encode(d) for d in docs], labels or [], pairs)
+
+
+def encode_rows(table: Table, inputs: TextInputs, labels: list[str], path: str) -> Encoded:
     index = {label: i for i, label in enumerate(labels)}
-    ids, ys = [], []
-    for text, label in zip(table.texts, table.labels, strict=True):
+    for label in table.labels:
         if label not in index:
             raise DataError(f"{path}: label {label!r} was not seen in training (labels: {', '.join(labels)})")
-        tokens = tokenize(text, kind)[:max_tokens] or [text.strip()[:1] or "?"]
-        ids.append(vocab.encode(tokens))
-        ys.append(index[label])
-    return Encoded(ids, ys)
+    return inputs.encode(table.texts, [index[label] for label in table.labels])
 
 
 # -------------------------------------------------------------------------------------------------
@@ -209,12 +251,11 @@ class ClassifyTask:
         config: ClassifierConfig,
         train: Encoded,
         val: Encoded,
-        vocab: TokenVocab,
+        inputs: TextInputs,
         labels: list[str],
-        kind: str,
     ) -> None:
         self.config, self.train, self.val = config, train, val
-        self.vocab, self.labels, self.kind = vocab, labels, kind
+        self.inputs, self.labels = inputs, labels
         if len(train.ids) < 2:
             raise DataError("the training file needs at least two labelled rows")
         t = config.train
@@ -222,9 +263,9 @@ class ClassifyTask:
 
     def next_batch(self):
         rows = self.stream.next_rows()
-        ids, lengths = pad([self.train.ids[i] for i in rows])
+        ids, lengths, bigrams = self.train.batch(rows)
         labels = torch.tensor([self.train.labels[i] for i in rows], dtype=torch.long)
-        return (ids, lengths, labels), False
+        return (ids, lengths, labels, bigrams), False
 
     def data_state(self) -> dict:
         return self.stream.state()
@@ -234,12 +275,12 @@ class ClassifyTask:
 
     def training_loss(self, model: nn.Module, batch, carry):
         device = next(model.parameters()).device
-        ids, lengths, labels = batch
-        logits = model(ids.to(device), lengths)
+        ids, lengths, labels, bigrams = batch
+        logits = model(ids.to(device), lengths, bigrams if bigrams is None else bigrams.to(device))
         return F.cross_entropy(logits.float(), labels.to(device)), None, int(lengths.sum())
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        result = predict_encoded(model, self.val.ids, batch_size=128)
+        result = predict_encoded(model, self.val, batch_size=128)
         loss = F.nll_loss(torch.log(result.clamp_min(1e-12)), torch.tensor(self.val.labels)).item()
         found = scores(self.val.labels, result.argmax(-1).tolist(), len(self.labels))
         return {"val_loss": loss, "val_accuracy": found["accuracy"], "val_macro_f1": found["macro_f1"]}
@@ -252,23 +293,25 @@ class ClassifyTask:
             "format_version": FORMAT_VERSION,
             "task": TASK,
             "config": to_dict(self.config),
-            "vocab": self.vocab.tokens,
+            "vocab": self.inputs.vocab.tokens,
             "labels": self.labels,
-            "tokens": self.kind,
+            "tokens": self.inputs.kind,
+            "bigrams": self.inputs.bigrams.tokens if self.inputs.bigrams is not None else None,
         }
 
 
 @torch.no_grad()
-def predict_encoded(model: nn.Module, rows: list[list[int]], batch_size: int = 128) -> Tensor:
+def predict_encoded(model: nn.Module, rows: Encoded, batch_size: int = 128) -> Tensor:
     """Class probabilities ``(N, C)`` in the order of ``rows``; batches by length for speed."""
     model.eval()
     device = next(model.parameters()).device
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out = torch.empty(len(rows), model.head.out_features)
+    order = sorted(range(len(rows.ids)), key=lambda i: len(rows.ids[i]))
+    out = torch.empty(len(rows.ids), model.head.out_features)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        ids, lengths = pad([rows[i] for i in chunk])
-        out[chunk] = torch.softmax(model(ids.to(device), lengths).float(), dim=-1).cpu()
+        ids, lengths, bigrams = rows.batch(chunk)
+        bigrams = bigrams if bigrams is None else bigrams.to(device)
+        out[chunk] = torch.softmax(model(ids.to(device), lengths, bigrams).float(), dim=-1).cpu()
     return out
 
 
@@ -311,9 +354,10 @@ def train_classifier(
 
     out = Path(out)
     train_table, val_table = load_tables(config)
+    d = config.data
     if resume:
         saved = load_checkpoint(out, "last", task=TASK).config
-        vocab, labels, kind = TokenVocab(saved["vocab"]), saved["labels"], saved["tokens"]
+        inputs, labels = saved_inputs(saved, d.max_tokens), saved["labels"]
     else:
         kind = config.data.tokens if config.data.tokens != "auto" else choose_tokens(train_table.texts)
         labels = sort_labels(set(train_table.labels))
@@ -321,40 +365,56 @@ def train_classifier(
             raise DataError(
                 f"{config.data.train}: only one label ({labels[0]!r}); a classifier needs two or more"
             )
-        docs = (tokenize(t, kind)[: config.data.max_tokens] for t in train_table.texts)
-        vocab = TokenVocab.build(docs, config.data.min_count, config.data.max_vocab)
-    d = config.data
-    train = encode_rows(train_table, vocab, labels, kind, d.max_tokens, d.train)
-    val = encode_rows(val_table, vocab, labels, kind, d.max_tokens, d.val or d.train)
-    task = ClassifyTask(config, train, val, vocab, labels, kind)
+        inputs = TextInputs(TokenVocab([]), kind, d.max_tokens)
+        docs = [inputs.tokens(t) for t in train_table.texts]
+        inputs.vocab = TokenVocab.build(docs, d.min_count, d.max_vocab)
+        if kind == "char" and config.model.bigram_size:
+            pairs = (bigram_keys(doc, kind) for doc in docs)
+            inputs.bigrams = TokenVocab.build(pairs, d.bigram_min_count, d.max_bigrams)
+    train = encode_rows(train_table, inputs, labels, d.train)
+    val = encode_rows(val_table, inputs, labels, d.val or d.train)
+    task = ClassifyTask(config, train, val, inputs, labels)
     if not resume:
         prepare_run_dir(out, force)
     log.info(
-        "data: %s training and %s validation rows, %d labels (%s), %s tokens, vocabulary of %s",
+        "data: %s training and %s validation rows, %d labels (%s), %s tokens, vocabulary of %s%s",
         f"{len(train.ids):,}",
         f"{len(val.ids):,}",
         len(labels),
         ", ".join(labels[:10]),
-        kind,
-        f"{len(vocab):,}",
+        inputs.kind,
+        f"{len(inputs.vocab):,}",
+        f", {len(inputs.bigrams):,} bigrams" if inputs.bigrams is not None else "",
     )
     torch.manual_seed(config.train.seed)
-    model = SequenceClassifier(len(vocab), len(labels), config.model)
+    model = SequenceClassifier(len(inputs.vocab), len(labels), config.model, bigram_vocab(inputs))
     return fit_task(model, task, config.train, out, resume=resume, progress=progress)
+
+
+def bigram_vocab(inputs: TextInputs) -> int:
+    return len(inputs.bigrams) if inputs.bigrams is not None else 0
+
+
+def saved_inputs(saved: dict, max_tokens: int) -> TextInputs:
+    """The text inputs a checkpoint's config.json describes (a run from before bigrams has none)."""
+    bigrams = TokenVocab(saved["bigrams"]) if saved.get("bigrams") else None
+    return TextInputs(TokenVocab(saved["vocab"]), saved["tokens"], max_tokens, bigrams)
 
 
 @dataclass
 class LoadedClassifier:
     model: SequenceClassifier
-    vocab: TokenVocab
+    inputs: TextInputs
     labels: list[str]
-    kind: str
     config: ClassifierConfig
     checkpoint: str
 
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        limit = self.config.data.max_tokens
-        return [self.vocab.encode(tokenize(t, self.kind)[:limit] or ["?"]) for t in texts]
+    @property
+    def kind(self) -> str:
+        return self.inputs.kind
+
+    def encode(self, texts: list[str]) -> Encoded:
+        return self.inputs.encode(texts)
 
     def predict(self, texts: list[str]) -> Tensor:
         """Class probabilities ``(N, C)``."""
@@ -368,16 +428,12 @@ def saved_classifier_config(run_dir: Path) -> ClassifierConfig:
 def load_classifier(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedClassifier:
     loaded, config = task_config(run_dir, which, TASK, ClassifierConfig, "a classifier")
     try:
-        vocab, labels, kind = (
-            TokenVocab(loaded.config["vocab"]),
-            loaded.config["labels"],
-            loaded.config["tokens"],
-        )
+        inputs, labels = saved_inputs(loaded.config, config.data.max_tokens), loaded.config["labels"]
     except (KeyError, TypeError) as exc:
         raise CheckpointError(
             f"{loaded.folder}: config.json lacks the vocabulary or labels ({exc})"
         ) from None
-    model = SequenceClassifier(len(vocab), len(labels), config.model)
+    model = SequenceClassifier(len(inputs.vocab), len(labels), config.model, bigram_vocab(inputs))
     load_weights(model, loaded)
     model.to(device).eval()
-    return LoadedClassifier(model, vocab, labels, kind, config, loaded.name)
+    return LoadedClassifier(model, inputs, labels, config, loaded.name)

@@ -18,7 +18,6 @@ often one frequent bigram); bigrams seen fewer than ``data.bigram_min_count`` ti
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from torch.nn import functional as F
 from rnnkit.config import check_rnn_fields, to_dict
 from rnnkit.data.buckets import BucketStream, pad
 from rnnkit.data.seqlabel import Sentences, entity_scores, read_sentences, segmentation_scores
-from rnnkit.data.table import TokenVocab, choose_tokens
+from rnnkit.data.table import TokenVocab, bigram_keys, choose_tokens, token_key
 from rnnkit.errors import CheckpointError, DataError
 from rnnkit.nn import Recurrent
 from rnnkit.nn.crf import CRF
@@ -175,10 +174,6 @@ class Tagger(nn.Module):
 # data
 
 
-def token_key(token: str, kind: str) -> str:
-    return token if kind == "char" else token.lower()
-
-
 def chunk(sentences: Sentences, limit: int) -> Sentences:
     """Cut sentences longer than ``limit`` tokens into pieces (their tags stay with their tokens)."""
     tokens, tags = [], []
@@ -187,15 +182,6 @@ def chunk(sentences: Sentences, limit: int) -> Sentences:
             tokens.append(words[start : start + limit])
             tags.append(labels[start : start + limit])
     return Sentences(tokens, tags)
-
-
-BOUNDARY = "\u2402"  # stands for the sentence's edge in a bigram key (a control picture, not text)
-
-
-def bigram_keys(words: list[str], kind: str) -> list[str]:
-    """The n + 1 bigrams of n tokens: (edge, w1), (w1, w2), ..., (wn, edge)."""
-    keys = [BOUNDARY, *(token_key(w, kind) for w in words), BOUNDARY]
-    return [f"{a}\t{b}" for a, b in itertools.pairwise(keys)]
 
 
 @dataclass
