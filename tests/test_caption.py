@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from rnnkit.cli import main
 from rnnkit.data.images import WordVocab, load_image, read_captions, words
@@ -62,6 +63,47 @@ def test_the_picture_reaches_later_words_only_through_the_state(inject):
     # and the first word does depend on the picture directly
     first, _ = model.step(ids[:, 0], v, None, first=True)
     assert torch.autograd.grad(first.sum(), v)[0].abs().sum() > 0
+
+
+def test_the_grid_keeps_where_things_are():
+    """Global average pooling keeps what is in a picture but barely where; the grid keeps both."""
+    left = torch.full((1, 3, 64, 64), 240, dtype=torch.uint8)
+    right = left.clone()
+    left[..., 28:36, 12:20], right[..., 28:36, 44:52] = 30, 30  # the same dark square, moved
+    change = {}
+    for grid in (1, 4):
+        torch.manual_seed(0)
+        model = Captioner(10, CaptionModelConfig(grid_size=grid, cnn_width=8)).eval()
+        with torch.no_grad():
+            a, b = (model.pool(model.cnn((x.float() / 255 - 0.5) / 0.25)) for x in (left, right))
+        assert a.shape == (1, 64 * grid * grid)
+        change[grid] = float((a - b).norm() / a.norm())
+    assert change[4] > 3 * change[1]
+
+
+def test_the_bag_of_words_loss_targets_the_pictures_words():
+    from rnnkit.tasks.caption import CaptionConfig, CaptionTask, Split
+
+    refs = [["a red circle", "a red zebra"], ["a blue square"], ["a blue circle"]]
+    vocab = WordVocab.build([c for r in refs for c in r], min_count=2)  # "zebra", "square" are <unk>
+    config = CaptionConfig()
+    config.model = CaptionModelConfig(embedding_size=8, hidden_size=16, image_size=32, cnn_width=4,
+                                      image_feature_size=6, dropout=0.0)  # fmt: skip
+    config.train.batch_size = 4
+    task = CaptionTask(config, Split(["x", "y", "z"], pictures(3), refs), Split([], pictures(0), []), vocab)
+    named = [{vocab.tokens[j] for j in row.nonzero().flatten().tolist()} for row in task.bags]
+    assert named == [{"a", "red", "circle"}, {"a", "blue"}, {"a", "blue", "circle"}]  # no <unk>, <end>...
+    batch, _ = task.next_batch()
+    torch.manual_seed(0)
+    with_bag = Captioner(len(vocab), config.model).eval()
+    loss, _, _ = task.training_loss(with_bag, batch, None)
+    config.model.word_loss = 0.0
+    torch.manual_seed(0)
+    without = Captioner(len(vocab), config.model).eval()
+    assert without.bag is None
+    plain, _, _ = task.training_loss(without, batch, None)
+    bag = F.binary_cross_entropy_with_logits(with_bag.bag(with_bag.features(batch[0])), batch[4])
+    torch.testing.assert_close(loss, plain + bag)  # the same decoder weights: the seed was reset
 
 
 def test_teacher_forcing_equals_step_by_step():
@@ -166,8 +208,8 @@ def test_backbone_hook_with_a_stand_in_module(tmp_path):
 
     weights = tmp_path / "standin.pt"
     torch.save(standin_cnn().state_dict(), weights)
-    net, size = build_backbone("tests.helpers:standin_cnn", str(weights), 32)
-    assert size == 6  # the classifier (fc, 1000 outputs) was taken off
+    net, size, spatial = build_backbone("tests.helpers:standin_cnn", str(weights), 32)
+    assert (size, spatial) == (6, False)  # the classifier (fc, 1000 outputs) was taken off
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 6)
     with pytest.raises(UsageError, match=r"package\.module:factory"):
         build_backbone("resnet18", "", 32)

@@ -65,8 +65,15 @@ class CaptionModelConfig:
     """Channels of the first stage of the residual CNN (doubled at each of its 4 stages)."""
     image_feature_size: int = 256
     """Size of the projected picture vector W v (the part of the first input that is the picture)."""
+    grid_size: int = 4
+    """The CNN's last feature map is average-pooled to grid_size x grid_size cells and flattened before
+    the projection, so v keeps where things are (1: global average pooling, which keeps what is in the
+    picture but not where: "red circle left of blue square" and its mirror give the same v)."""
     inject: str = "first-step"
     """first-step (the tutorial's CNN+RNN) or every-step."""
+    word_loss: float = 1.0
+    """Weight of the picture's bag-of-words loss: v also predicts which words the picture's captions use
+    (one sigmoid per word, from v alone). A direct signal for the CNN trained from scratch; 0: off."""
     backbone: str = ""
     """package.module:factory building another CNN; empty: the residual CNN written here."""
     backbone_weights: str = ""
@@ -74,10 +81,12 @@ class CaptionModelConfig:
 
     def __post_init__(self) -> None:
         check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers", "image_size"))
+        if self.word_loss < 0:
+            raise ValueError(f"word_loss: expected 0 or more, got {self.word_loss}")
         if self.inject not in INJECT:
             raise ValueError(f"inject: expected first-step or every-step, got {self.inject!r}")
-        if self.cnn_width < 1 or self.image_feature_size < 1 or self.image_size < 16:
-            raise ValueError("cnn_width and image_feature_size: positive; image_size: 16 or more")
+        if self.cnn_width < 1 or self.image_feature_size < 1 or self.grid_size < 1 or self.image_size < 16:
+            raise ValueError("cnn_width, image_feature_size and grid_size: positive; image_size: 16 or more")
 
 
 @dataclass(kw_only=True)
@@ -132,9 +141,9 @@ class ResidualBlock(nn.Module):
 
 
 class SmallResNet(nn.Module):
-    """A stride-2 stem and four stages of two residual blocks (width w, 2w, 4w, 8w; strides 1, 2, 2, 2),
-    then global average pooling: ``(N, 3, S, S)`` -> ``(N, 8w)``; a 64-pixel picture ends as a 4 x 4
-    grid. Small enough to train from scratch on two CPU cores."""
+    """A stride-2 stem and four stages of two residual blocks (width w, 2w, 4w, 8w; strides 1, 2, 2, 2):
+    ``(N, 3, S, S)`` -> a feature map ``(N, 8w, S/16, S/16)``; a 64-pixel picture ends as a 4 x 4 grid.
+    Small enough to train from scratch on two CPU cores."""
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
@@ -145,14 +154,14 @@ class SmallResNet(nn.Module):
             stages += [ResidualBlock(cin, cout, stride), ResidualBlock(cout, cout, 1)]
             cin = cout
         self.stages = nn.Sequential(*stages)
-        self.output_size = cin
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.stages(self.stem(x)).mean(dim=(2, 3))
+        return self.stages(self.stem(x))
 
 
-def build_backbone(spec: str, weights: str, image_size: int) -> tuple[nn.Module, int]:
-    """``package.module:factory`` -> (the network without its classifier, its feature size)."""
+def build_backbone(spec: str, weights: str, image_size: int) -> tuple[nn.Module, int, bool]:
+    """``package.module:factory`` -> (the network without its classifier, its channels C, whether it
+    gives a feature map ``(N, C, h, w)`` rather than a vector ``(N, C)``)."""
     module_name, sep, name = spec.partition(":")
     if not sep or not module_name or not name:
         raise UsageError(f"--backbone: expected package.module:factory, got {spec!r}")
@@ -175,10 +184,9 @@ def build_backbone(spec: str, weights: str, image_size: int) -> tuple[nn.Module,
         net.eval()
         out = net(torch.zeros(1, 3, image_size, image_size))
         net.train(was)
-    if out.dim() == 4:
-        net = nn.Sequential(net, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        out = out.mean(dim=(2, 3))
-    return net, int(out.shape[-1])
+    if out.dim() not in (2, 4):
+        raise UsageError(f"--backbone: {spec} gives a {out.dim()}-d output; expected (N, C) or (N, C, h, w)")
+    return net, int(out.shape[1]), out.dim() == 4
 
 
 # -------------------------------------------------------------------------------------------------
@@ -195,11 +203,19 @@ class Captioner(nn.Module):
         super().__init__()
         self.config = config
         if config.backbone:
-            self.cnn, size = build_backbone(config.backbone, config.backbone_weights, config.image_size)
+            found = build_backbone(config.backbone, config.backbone_weights, config.image_size)
+            self.cnn, size, spatial = found
         else:
-            self.cnn = SmallResNet(config.cnn_width)
-            size = self.cnn.output_size
-        self.project = nn.Linear(size, config.image_feature_size)
+            self.cnn, size, spatial = SmallResNet(config.cnn_width), config.cnn_width * 8, True
+        # a backbone that pools by itself gives one cell, whatever grid_size says
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(config.grid_size), nn.Flatten()) if spatial else None
+        # layer-normalised: a raw projection of a from-scratch CNN grows large and saturates the first
+        # step's gates, so that v reaches the state as a handful of sign patterns (measured: the pictures
+        # fell into ~4 clusters of v and the colours written were chance)
+        self.project = nn.Sequential(
+            nn.Linear(size * (config.grid_size**2 if spatial else 1), config.image_feature_size),
+            nn.LayerNorm(config.image_feature_size),
+        )
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=0)
         self.rnn = Recurrent(
             config.embedding_size + config.image_feature_size,
@@ -210,11 +226,13 @@ class Captioner(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, vocab_size)
+        self.bag = nn.Linear(config.image_feature_size, vocab_size) if config.word_loss > 0 else None
 
     def features(self, images: Tensor) -> Tensor:
         """``(N, 3, S, S)`` uint8 -> ``(N, image_feature_size)``: the picture vector the RNN sees."""
         x = (images.float() / 255.0 - MEAN) / STD
-        return self.project(self.cnn(x))
+        found = self.cnn(x)
+        return self.project(self.pool(found) if self.pool is not None else found)
 
     def image_inputs(self, v: Tensor, steps: int, first: bool = True) -> Tensor:
         """``(N, steps, P)``: v at the first step (or every step), zeros elsewhere."""
@@ -227,7 +245,10 @@ class Captioner(nn.Module):
 
     def forward(self, images: Tensor, inputs: Tensor, lengths: Tensor) -> Tensor:
         """Teacher forcing: ``inputs`` ``(N, T)`` starts with ``<start>``; logits ``(N, T, V)``."""
-        v = self.features(images)
+        return self.teacher(self.features(images), inputs, lengths)
+
+    def teacher(self, v: Tensor, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """:meth:`forward` from the picture vectors ``v`` ``(N, P)``."""
         x = torch.cat([self.dropout(self.embedding(inputs)), self.image_inputs(v, inputs.shape[1])], dim=-1)
         out, _ = self.rnn(x, lengths=lengths)
         return self.head(self.dropout(out))
@@ -356,6 +377,12 @@ class CaptionTask:
         self.pairs = [(i, ids) for i, ids in self.pairs if ids]
         if not self.pairs:
             raise DataError(f"{config.data.captions}: no training caption has a word")
+        # the words each picture's captions use (<pad>, <start>, <end> and <unk> left out)
+        self.bags = torch.zeros(len(train.references), len(vocab))
+        for i, refs in enumerate(train.references):
+            for caption in refs:
+                self.bags[i, vocab.encode(caption)] = 1.0
+        self.bags[:, :4] = 0.0
         t = config.train
         self.stream = BucketStream([len(ids) for _, ids in self.pairs], t.batch_size, t.seed)
 
@@ -369,7 +396,8 @@ class CaptionTask:
             images = torch.where(flips[:, None, None, None], images.flip(-1), images)
         inputs, lengths = pad([[1, *self.pairs[r][1]] for r in rows])
         targets, _ = pad([[*self.pairs[r][1], 2] for r in rows])
-        return (images, inputs, lengths, targets), False
+        bags = self.bags[[self.pairs[r][0] for r in rows]]
+        return (images, inputs, lengths, targets, bags), False
 
     def data_state(self) -> dict:
         return self.stream.state()
@@ -379,12 +407,17 @@ class CaptionTask:
 
     def training_loss(self, model: nn.Module, batch, carry):
         device = next(model.parameters()).device
-        images, inputs, lengths, targets = batch
-        logits = model(images.to(device), inputs.to(device), lengths).float()
+        images, inputs, lengths, targets, bags = batch
+        v = model.features(images.to(device))
+        logits = model.teacher(v, inputs.to(device), lengths).float()
         mask = torch.arange(inputs.shape[1])[None] < lengths[:, None]
         loss = F.cross_entropy(logits[mask.to(device)], targets.to(device)[mask.to(device)], reduction="sum")
         words = int(lengths.sum())
-        return loss / words, None, words
+        loss = loss / words
+        if model.bag is not None:
+            found = model.bag(v).float()
+            loss = loss + model.config.word_loss * F.binary_cross_entropy_with_logits(found, bags.to(device))
+        return loss, None, words
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         hyps = describe(model, self.val.images, self.vocab, self.config.data.max_words)
