@@ -233,6 +233,7 @@ def test_cli_chinese_characters_read_their_bigrams(tmp_path, capsys, monkeypatch
     args = ["classify", "train", str(tmp_path / "zh.csv"), "--text-column", "review", "--label-column"]
     args += ["label", "--out", str(run), "--max-steps", "80", "--eval-interval", "40", "--quiet", "--lr"]
     args += ["1e-2", "--hidden-size", "16", "--embedding-size", "16", "--batch-size", "16", "--device", "cpu"]
+    args += ["--bigram-size", "8"]
     assert main(args) == 0, capsys.readouterr().err
     saved = json.loads(next(run.glob("ckpt-*/config.json")).read_text(encoding="utf-8"))
     assert saved["tokens"] == "char" and "不\t好" in saved["bigrams"] and "很\t好" in saved["bigrams"]

@@ -487,6 +487,9 @@ def classify_train(
     hidden_size: Annotated[int | None, Opt(help="Units per direction.")] = None,
     num_layers: NumLayersOpt = None,
     embedding_size: Annotated[int | None, Opt(help="Token embedding size.")] = None,
+    bigram_size: Annotated[
+        int | None, Opt(help="Embedding size of each character's two bigrams (0: none, the default).")
+    ] = None,
     dropout: DropoutOpt = None,
     bidirectional: Annotated[
         bool | None, Opt("--bidirectional/--unidirectional", help="BiRNN or not.")
@@ -523,6 +526,7 @@ def classify_train(
         "model.hidden_size": hidden_size,
         "model.num_layers": num_layers,
         "model.embedding_size": embedding_size,
+        "model.bigram_size": bigram_size,
         "model.dropout": dropout,
         "model.bidirectional": bidirectional,
         **_budget_flags(

@@ -14,10 +14,10 @@ Tokens are characters for Chinese and Japanese and lower-cased words for other t
 data, or forced with ``tokens``). Batches hold texts of similar length (length buckets), so little
 padding is read.
 
-Character tokens also see their two neighbouring bigrams (``model.bigram_size``, on by default, as in
-the tagger): the input at step t is :math:`[E_c(c_t); E_b(c_{t-1}c_t); E_b(c_t c_{t+1})]`. A Chinese
-character alone is a weak clue to sentiment ("不" is "not", but "不错" is "not bad": good); its bigrams
-give the words back without a segmenter.
+With ``model.bigram_size`` > 0, character tokens also see their two neighbouring bigrams, as in the
+tagger: the input at step t is :math:`[E_c(c_t); E_b(c_{t-1}c_t); E_b(c_t c_{t+1})]` ("不" is "not",
+but "不错" is "not bad": good). Off by default: on ChnSentiCorp's validation rows they did not help
+(best validation accuracy 0.902 against 0.911 without; the bigram model over-fits sooner).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class ClassifierModelConfig:
     """Dropout on the embeddings, between layers and on the pooled representation."""
     pool: str = "last"
     """last (the final states, as above), mean or max over the real steps."""
-    bigram_size: int = 64
+    bigram_size: int = 0
     """Embedding size of each character's left and right bigrams; 0: none. Character tokens only."""
 
     def __post_init__(self) -> None:
