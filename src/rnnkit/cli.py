@@ -1085,6 +1085,12 @@ def caption_train(
     inject: Annotated[str | None, Opt(help="first-step (the tutorial's) or every-step.")] = None,
     image_size: Annotated[int | None, Opt(help="Pixels a side after scaling and cropping.")] = None,
     cnn_width: Annotated[int | None, Opt(help="Channels of the CNN's first stage.")] = None,
+    grid_size: Annotated[
+        int | None, Opt(help="Cells a side of the CNN grid the picture vector keeps (1: global average).")
+    ] = None,
+    word_loss: Annotated[
+        float | None, Opt(help="Weight of the picture's bag-of-words loss that trains the CNN (0: off).")
+    ] = None,
     backbone: Annotated[
         str | None, Opt(help="package.module:factory of another CNN (e.g. torchvision.models:resnet18).")
     ] = None,
@@ -1120,6 +1126,8 @@ def caption_train(
         "model.inject": inject,
         "model.image_size": image_size,
         "model.cnn_width": cnn_width,
+        "model.grid_size": grid_size,
+        "model.word_loss": word_loss,
         "model.backbone": backbone,
         "model.backbone_weights": backbone_weights,
         "model.cell": cell,

@@ -12,6 +12,13 @@ input at step t is :math:`[x_t; v]` at t = 1 and :math:`[x_t; 0]` after, and :ma
 of the input weights that meets :math:`v` (``inject="every-step"`` feeds :math:`v` at every step
 instead, for comparison).
 
+The picture vector keeps where things are: the CNN's last feature map is pooled to a 4 x 4 grid
+(``grid_size``) and flattened before the projection, which is layer-normalised. A CNN trained from
+scratch learns slowly from the caption loss alone when the picture enters at the first step only (its
+gradient comes back through every later step's state); a second loss on v, predicting which words the
+picture's captions use (``word_loss``, a multi-label "bag of words"), gives it a direct signal. The
+decoder still sees the picture at the first step only.
+
 The CNN is a small residual network trained from scratch (no pretrained weights can be downloaded
 here); ``backbone="package.module:factory"`` builds another one (a torchvision or timm model, with
 ``backbone_weights`` read from a local file), whose classifier is removed. Decoding is greedy or beam
