@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import shutil
 
 import pytest
 import torch
@@ -244,3 +245,64 @@ def test_cli_chinese_characters_read_their_bigrams(tmp_path, capsys, monkeypatch
     monkeypatch.setattr("sys.stdin", io.StringIO("电影很好\n电影不好\n"))
     assert main(["classify", "predict", str(run)]) == 0
     assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["1", "0"]
+
+
+# -------------------------------------------------------------------------------------------------
+# language-model pre-training
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_pretraining_predicts_each_token_from_one_side_only(bidirectional):
+    from rnnkit.tasks.classify import TextLanguageModel
+
+    torch.manual_seed(0)
+    config = ClassifierModelConfig(embedding_size=8, hidden_size=6, bidirectional=bidirectional, dropout=0)
+    lm = TextLanguageModel(SequenceClassifier(20, 2, config), 20).eval()
+    ids = torch.tensor([[3, 4, 5, 6, 7, 8, 9]])
+    lengths = torch.tensor([7])
+    ahead, behind = lm.predictions(ids, lengths)
+    assert ahead.shape == (1, 6, 20) and (behind is None) == (not bidirectional)
+    for t in range(1, 6):  # change token t: what predicts it must not move
+        changed = ids.clone()
+        changed[0, t] = 15
+        ahead2, behind2 = lm.predictions(changed, lengths)
+        torch.testing.assert_close(ahead2[0, :t], ahead[0, :t])  # token t is predicted from steps < t
+        assert not torch.allclose(ahead2[0, t:], ahead[0, t:])
+        if bidirectional:
+            torch.testing.assert_close(behind2[0, t:], behind[0, t:])  # ... and from steps > t backwards
+    loss, count = lm(ids, lengths)
+    assert count == 6 * (2 if bidirectional else 1) and loss.item() > 0
+
+
+def test_pretraining_refuses_a_deep_birnn():
+    from rnnkit.errors import UsageError
+    from rnnkit.tasks.classify import TextLanguageModel
+
+    config = ClassifierModelConfig(embedding_size=8, hidden_size=6, num_layers=2)
+    with pytest.raises(UsageError, match="more than one layer"):
+        TextLanguageModel(SequenceClassifier(20, 2, config), 20)
+
+
+def test_cli_pretrains_then_classifies_and_resumes_a_stopped_pretraining(tmp_path, capsys):
+    train = sentiment_file(tmp_path / "train.tsv")
+    run = tmp_path / "run"
+    args = ["classify", "train", str(train), "--text-column", "sentence", "--label-column", "label"]
+    args += ["--out", str(run), "--max-steps", "40", "--eval-interval", "20", "--quiet", "--lr", "1e-2"]
+    args += ["--hidden-size", "16", "--embedding-size", "16", "--batch-size", "16", "--device", "cpu"]
+    args += ["--set", "pretrain.steps=6", "--set", "pretrain.eval_interval=3"]
+    assert main(args) == 0, capsys.readouterr().err
+    lm_steps = [json.loads(x)["step"] for x in (run / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    assert max(lm_steps) == 6 and json.loads((run / "manifest.json").read_text())["last"] == "ckpt-000040"
+    pretrained = json.loads(next((run / "pretrain").glob("ckpt-*/config.json")).read_text())
+    assert pretrained["stage"] == "pretrain" and pretrained["vocab"][:2] == ["<pad>", "<unk>"]
+
+    # as if stopped during the pre-training: only its checkpoints are left
+    for path in run.iterdir():
+        if path.name != "pretrain":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    capsys.readouterr()
+    resume = ["classify", "train", "--resume", str(run), "--quiet", "--set", "pretrain.steps=9"]
+    assert main(resume) == 0, capsys.readouterr().err
+    lm_steps = [json.loads(x)["step"] for x in (run / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    assert max(lm_steps) == 9 and 3 in lm_steps  # continued from step 6, not started again
+    assert json.loads((run / "manifest.json").read_text())["last"] == "ckpt-000040"

@@ -490,6 +490,10 @@ def classify_train(
     bigram_size: Annotated[
         int | None, Opt(help="Embedding size of each character's two bigrams (0: none, the default).")
     ] = None,
+    pretrain_minutes: Annotated[
+        float | None,
+        Opt(help="First train the embedding and RNN as language models on the texts (out of --max-minutes)."),
+    ] = None,
     dropout: DropoutOpt = None,
     bidirectional: Annotated[
         bool | None, Opt("--bidirectional/--unidirectional", help="BiRNN or not.")
@@ -529,6 +533,7 @@ def classify_train(
         "model.bigram_size": bigram_size,
         "model.dropout": dropout,
         "model.bidirectional": bidirectional,
+        "pretrain.minutes": pretrain_minutes,
         **_budget_flags(
             batch_size, lr, max_steps, max_minutes, eval_interval, seed, device=device, threads=threads
         ),

@@ -14,6 +14,12 @@ Tokens are characters for Chinese and Japanese and lower-cased words for other t
 data, or forced with ``tokens``). Batches hold texts of similar length (length buckets), so little
 padding is read.
 
+With ``pretrain.minutes`` (or ``pretrain.steps``) the embedding and the RNN are first trained as
+language models on the training texts themselves, labels unused (Dai and Le, "Semi-supervised
+sequence learning", 2015): the forward direction predicts each next token and the backward direction
+each previous one, through two heads that are then dropped; classification training continues from
+there. The pre-training minutes come out of ``train.max_minutes``.
+
 With ``model.bigram_size`` > 0, character tokens also see their two neighbouring bigrams, as in the
 tagger: the input at step t is :math:`[E_c(c_t); E_b(c_{t-1}c_t); E_b(c_t c_{t+1})]` ("不" is "not",
 but "不错" is "not bad": good). Off by default: on ChnSentiCorp's validation rows they did not help
@@ -25,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -35,10 +41,11 @@ from torch.nn import functional as F
 from rnnkit.config import check_rnn_fields, to_dict
 from rnnkit.data.buckets import BucketStream, pad
 from rnnkit.data.table import Table, TokenVocab, bigram_keys, choose_tokens, read_table, tokenize
-from rnnkit.errors import CheckpointError, DataError
+from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.nn import LSTMState, Recurrent
 from rnnkit.train.checkpoint import (
     FORMAT_VERSION,
+    MANIFEST,
     load_checkpoint,
     load_weights,
     prepare_run_dir,
@@ -48,6 +55,8 @@ from rnnkit.train.config import TrainConfig, task_training
 
 log = logging.getLogger("rnnkit")
 TASK = "classify"
+PRETRAIN = "pretrain"
+"""The sub-folder of a run that holds its language-model pre-training."""
 POOLS = ("last", "mean", "max")
 
 
@@ -107,9 +116,28 @@ class ClassifierDataConfig:
 
 
 @dataclass(kw_only=True)
+class PretrainConfig:
+    minutes: float = 0.0
+    """Minutes of language-model pre-training on the training texts, taken out of train.max_minutes;
+    0 (and steps 0): none."""
+    steps: int = 0
+    """Or a number of pre-training steps (when train.max_minutes is not the budget)."""
+    eval_interval: int = 200
+
+    def __post_init__(self) -> None:
+        if self.minutes < 0 or self.steps < 0 or self.eval_interval < 1:
+            raise ValueError("pretrain: minutes and steps: 0 or more; eval_interval: positive")
+
+    @property
+    def on(self) -> bool:
+        return bool(self.minutes or self.steps)
+
+
+@dataclass(kw_only=True)
 class ClassifierConfig:
     model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
     data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train: TrainConfig = field(
         default_factory=task_training(batch_size=64, warmup_steps=50, eval_interval=200)
     )
@@ -169,6 +197,49 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
         return self.head(self.dropout(self.represent(ids, lengths, bigrams)))
+
+
+class TextLanguageModel(nn.Module):
+    """A classifier's embedding and RNN read as language models, for pre-training: the forward
+    direction's output at step t predicts token t + 1, the backward direction's predicts token t - 1.
+
+    ``forward(ids, lengths)`` gives the summed cross-entropy and the number of predictions. Bigram
+    inputs read as zeros here (each shows a neighbour that one of the directions must predict). A
+    bidirectional RNN of more than one layer is refused: its upper layers see both sides of every step.
+    """
+
+    def __init__(self, classifier: SequenceClassifier, vocab_size: int) -> None:
+        super().__init__()
+        rnn = classifier.rnn
+        if rnn.bidirectional and rnn.num_layers > 1:
+            raise UsageError(
+                "pretrain: a bidirectional RNN of more than one layer cannot be pre-trained as a language "
+                "model (its upper layers see both sides of each step); use --num-layers 1 or --unidirectional"
+            )
+        self.classifier = classifier
+        self.next_head = nn.Linear(rnn.hidden_size, vocab_size)
+        self.previous_head = nn.Linear(rnn.hidden_size, vocab_size) if rnn.bidirectional else None
+
+    def predictions(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Logits ``(N, T - 1, V)`` of tokens 2..T from the forward direction at steps 1..T-1, and of
+        tokens 1..T-1 from the backward direction at steps 2..T (``None`` when unidirectional)."""
+        c, h = self.classifier, self.classifier.rnn.hidden_size
+        x = c.embedding(ids)
+        if c.bigram is not None:
+            x = torch.cat([x, x.new_zeros(*x.shape[:2], 2 * c.bigram.embedding_dim)], dim=-1)
+        out, _ = c.rnn(c.dropout(x), lengths=lengths)
+        out = c.dropout(out)
+        ahead = self.next_head(out[:, :-1, :h])
+        behind = self.previous_head(out[:, 1:, h:]) if self.previous_head is not None else None
+        return ahead, behind
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, int]:
+        ahead, behind = self.predictions(ids, lengths)
+        mask = torch.arange(ids.shape[1] - 1, device=ids.device)[None] < (lengths.to(ids.device)[:, None] - 1)
+        loss = F.cross_entropy(ahead[mask].float(), ids[:, 1:][mask], reduction="sum")
+        if behind is not None:
+            loss = loss + F.cross_entropy(behind[mask].float(), ids[:, :-1][mask], reduction="sum")
+        return loss, int(mask.sum()) * (1 if behind is None else 2)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -300,6 +371,50 @@ class ClassifyTask:
         }
 
 
+class PretrainTask:
+    """Language-model pre-training on the classification task's training texts (labels unused); the
+    validation texts give ``val_lm_loss``, nats per predicted token."""
+
+    selection = ("val_lm_loss", "min")
+
+    def __init__(self, task: ClassifyTask) -> None:
+        self.task = task
+        t = task.config.train
+        self.stream = BucketStream([len(x) for x in task.train.ids], t.batch_size, t.seed + 1)
+
+    def next_batch(self):
+        ids, lengths, _ = self.task.train.batch(self.stream.next_rows())
+        return (ids, lengths), False
+
+    def data_state(self) -> dict:
+        return self.stream.state()
+
+    def load_data_state(self, state: dict) -> None:
+        self.stream.load_state(state)
+
+    def training_loss(self, model: nn.Module, batch, carry):
+        ids, lengths = batch
+        loss, count = model(ids.to(next(model.parameters()).device), lengths)
+        return loss / max(count, 1), None, count
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        rows = self.task.val
+        order = sorted(range(len(rows.ids)), key=lambda i: len(rows.ids[i]))
+        total, count = 0.0, 0
+        device = next(model.parameters()).device
+        for start in range(0, len(order), 128):
+            ids, lengths, _ = rows.batch(order[start : start + 128])
+            loss, n = model(ids.to(device), lengths)
+            total, count = total + float(loss), count + n
+        return {"val_lm_loss": total / max(count, 1)}
+
+    def on_evaluate(self, model: nn.Module, step: int) -> None:
+        return None
+
+    def checkpoint_config(self) -> dict:
+        return self.task.checkpoint_config() | {"stage": "pretrain"}
+
+
 @torch.no_grad()
 def predict_encoded(model: nn.Module, rows: Encoded, batch_size: int = 128) -> Tensor:
     """Class probabilities ``(N, C)`` in the order of ``rows``; batches by length for speed."""
@@ -354,9 +469,12 @@ def train_classifier(
 
     out = Path(out)
     train_table, val_table = load_tables(config)
-    d = config.data
+    d, p = config.data, config.pretrain
+    pretraining = out / PRETRAIN
+    # a run stopped during its pre-training has checkpoints there only
+    classifying = not resume or (out / MANIFEST).exists() or not (pretraining / MANIFEST).exists()
     if resume:
-        saved = load_checkpoint(out, "last", task=TASK).config
+        saved = load_checkpoint(out if classifying else pretraining, "last", task=TASK).config
         inputs, labels = saved_inputs(saved, d.max_tokens), saved["labels"]
     else:
         kind = config.data.tokens if config.data.tokens != "auto" else choose_tokens(train_table.texts)
@@ -388,7 +506,29 @@ def train_classifier(
     )
     torch.manual_seed(config.train.seed)
     model = SequenceClassifier(len(inputs.vocab), len(labels), config.model, bigram_vocab(inputs))
-    return fit_task(model, task, config.train, out, resume=resume, progress=progress)
+    budget = config.train
+    if p.on:
+        if budget.max_minutes and p.minutes and p.minutes >= budget.max_minutes:
+            raise UsageError(
+                f"--pretrain-minutes {p.minutes:g} leaves nothing of --max-minutes {budget.max_minutes:g}"
+            )
+        if budget.max_minutes and p.minutes:
+            budget = replace(budget, max_minutes=budget.max_minutes - p.minutes)
+        if not (resume and classifying):
+            pre = replace(
+                config.train, max_minutes=p.minutes, max_steps=p.steps, eval_interval=p.eval_interval,
+                checkpoint_interval=p.eval_interval,
+            )  # fmt: skip
+            log.info("pre-training the embedding and the RNN as language models on the training texts")
+            pretraining.mkdir(exist_ok=True)
+            lm = TextLanguageModel(model, len(inputs.vocab))
+            found = fit_task(lm, PretrainTask(task), pre, pretraining, resume=resume, progress=progress)
+            if found.get("stopped") not in (None, "done"):
+                return found
+            log.info("pre-training done: validation %.3f nats per token; now classifying",
+                     found.get("val_lm_loss", float("nan")))  # fmt: skip
+            resume = False
+    return fit_task(model, task, budget, out, resume=resume, progress=progress)
 
 
 def bigram_vocab(inputs: TextInputs) -> int:
@@ -422,6 +562,9 @@ class LoadedClassifier:
 
 
 def saved_classifier_config(run_dir: Path) -> ClassifierConfig:
+    run_dir = Path(run_dir)
+    if not (run_dir / MANIFEST).exists() and (run_dir / PRETRAIN / MANIFEST).exists():
+        run_dir = run_dir / PRETRAIN  # stopped during its pre-training
     return task_config(run_dir, "last", TASK, ClassifierConfig, "a classifier")[1]
 
 
