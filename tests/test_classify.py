@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from rnnkit.cli import main
 from rnnkit.data.buckets import bucket_batches, pad
@@ -272,6 +273,22 @@ def test_pretraining_predicts_each_token_from_one_side_only(bidirectional):
             torch.testing.assert_close(behind2[0, t:], behind[0, t:])  # ... and from steps > t backwards
     loss, count = lm(ids, lengths)
     assert count == 6 * (2 if bidirectional else 1) and loss.item() > 0
+
+
+def test_pretraining_scores_rare_tokens_as_unknown():
+    from rnnkit.tasks.classify import TextLanguageModel
+
+    torch.manual_seed(0)
+    config = ClassifierModelConfig(embedding_size=8, hidden_size=6, dropout=0)
+    lm = TextLanguageModel(SequenceClassifier(20, 2, config), 10).eval()  # predicts ids 0-9 only
+    ids, lengths = torch.tensor([[3, 14, 5, 19, 7]]), torch.tensor([5])
+    ahead, _ = lm.predictions(ids, lengths)
+    expected = F.cross_entropy(ahead[0], torch.tensor([1, 5, 1, 7]), reduction="sum")  # 14, 19: <unk>
+    loss, count = lm(ids, lengths)
+    assert ahead.shape[-1] == 10 and count == 8
+    _, behind = lm.predictions(ids, lengths)
+    expected = expected + F.cross_entropy(behind[0], torch.tensor([3, 1, 5, 1]), reduction="sum")
+    torch.testing.assert_close(loss, expected)
 
 
 def test_pretraining_refuses_a_deep_birnn():
