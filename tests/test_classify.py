@@ -317,8 +317,22 @@ def test_cli_pretrains_then_classifies_and_resumes_a_stopped_pretraining(tmp_pat
     for path in run.iterdir():
         if path.name != "pretrain":
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert main([*args, "--force", "--max-steps", "2"]) == 0  # still a run folder --force may replace
+    shutil.rmtree(run / "ckpt-000002")
+    for name in ("manifest.json", "metrics.jsonl"):
+        (run / name).unlink()
     capsys.readouterr()
-    resume = ["classify", "train", "--resume", str(run), "--quiet", "--set", "pretrain.steps=9"]
+    resume = [
+        "classify",
+        "train",
+        "--resume",
+        str(run),
+        "--quiet",
+        "--set",
+        "pretrain.steps=9",
+        "--max-steps",
+        "40",
+    ]
     assert main(resume) == 0, capsys.readouterr().err
     lm_steps = [json.loads(x)["step"] for x in (run / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert max(lm_steps) == 9 and 3 in lm_steps  # continued from step 6, not started again

@@ -46,6 +46,7 @@ from rnnkit.nn import LSTMState, Recurrent
 from rnnkit.train.checkpoint import (
     FORMAT_VERSION,
     MANIFEST,
+    STAGES,
     load_checkpoint,
     load_weights,
     prepare_run_dir,
@@ -55,7 +56,7 @@ from rnnkit.train.config import TrainConfig, task_training
 
 log = logging.getLogger("rnnkit")
 TASK = "classify"
-PRETRAIN = "pretrain"
+PRETRAIN = STAGES[0]
 """The sub-folder of a run that holds its language-model pre-training."""
 POOLS = ("last", "mean", "max")
 

@@ -36,6 +36,8 @@ from rnnkit.errors import CheckpointError, UsageError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+STAGES = ("pretrain",)
+"""Sub-folders of a run that hold an earlier training stage (a run stopped there has nothing else)."""
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.safetensors"
@@ -256,7 +258,8 @@ def check_run_dir(out: Path, force: bool) -> None:
             raise UsageError(
                 f"--out: {out} already holds files; use --resume {out} to continue, or --force to replace it"
             )
-        if not (out / "manifest.json").is_file() and not (out / "config.json").is_file():
+        marks = [out / "manifest.json", out / "config.json", *(out / stage / MANIFEST for stage in STAGES)]
+        if not any(mark.is_file() for mark in marks):
             raise UsageError(
                 f"--out: {out} is not an rnnkit run folder; refusing to empty it even with --force"
             )
