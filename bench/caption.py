@@ -12,6 +12,7 @@ Held-out pictures are 10% of the pictures, split by seed (never by caption); the
 chosen on another 10% (validation BLEU-4). The test pictures are scored once, after training.
 
     .venv/bin/python bench/caption.py [--minutes 20] [--only shapes,flickr] [--threads N]
+        [--inject every-step] [--word-loss W] [--grid-size G]     # comparisons; defaults: the model's
 
 Prints a table and one JSON object. Not a test.
 """
@@ -42,7 +43,13 @@ def main() -> None:
     parser.add_argument("--only", default="shapes,flickr")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--work", type=Path)
+    parser.add_argument("--inject", help="first-step (the default) or every-step")
+    parser.add_argument("--word-loss", help="weight of the bag-of-words loss (0: off)")
+    parser.add_argument("--grid-size", help="cells a side of the picture grid (1: global average)")
+    parser.add_argument("--tag", default="", help="suffix of the run folders, to keep comparisons apart")
     args = parser.parse_args()
+    model = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+             if k in ("inject", "word_loss", "grid_size") and v is not None]  # fmt: skip
     work = args.work or Path(tempfile.mkdtemp(prefix="rnnkit-caption-"))
     work.mkdir(parents=True, exist_ok=True)
     threads = ["--threads", str(args.threads)] if args.threads else []
@@ -57,16 +64,21 @@ def main() -> None:
         images, captions, flags = jobs[name]
         if name == "shapes" and not captions.exists():
             rnnkit("caption", "make-shapes", str(work / "shapes"), "--n", "5000")
-        run = work / f"run-{name}"
+        run = work / f"run-{name}{args.tag}"
         started = time.perf_counter()
         rnnkit("caption", "train", str(images), str(captions), "--out", str(run), "--force", *flags,
-               "--max-minutes", str(args.minutes), "--quiet", *threads)  # fmt: skip
+               "--max-minutes", str(args.minutes), "--quiet", *threads, *model)  # fmt: skip
         wall = (time.perf_counter() - started) / 60
         steps = int(json.loads((run / "manifest.json").read_text())["last"].split("-")[1])
-        row = {"data": name, "steps": steps, "wall_minutes": round(wall, 1)}
+        row = {
+            "data": name,
+            "model": " ".join(model) or "default",
+            "steps": steps,
+            "wall_minutes": round(wall, 1),
+        }
         extra = ["--shape-words"] if name == "shapes" else ["--baselines"]
         for beam in (1, 3):
-            grid = ["--grid", str(work / f"{name}-grid.png")] if beam == 3 else []
+            grid = ["--grid", str(work / f"{name}{args.tag}-grid.png")] if beam == 3 else []
             found = json.loads(
                 rnnkit(
                     "caption",
@@ -84,7 +96,7 @@ def main() -> None:
             row[f"beam{beam}"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in found.items()}
         rows.append(row)
         b1, b3 = row["beam1"], row["beam3"]
-        print(f"{name}: {steps} steps in {wall:.1f} min, {b1['pictures']} held-out pictures")
+        print(f"{name} ({row['model']}): {steps} steps in {wall:.1f} min, {b1['pictures']} held-out pictures")
         for label, res in (("greedy", b1), ("beam 3", b3)):
             print(f"  {label:16} " + " ".join(f"BLEU-{n} {res[f'bleu{n}']:6.2f}" for n in range(1, 5)))
         for base in ("most_common", "nearest_picture"):
