@@ -43,6 +43,7 @@ from rnnkit.data.buckets import BucketStream, pad
 from rnnkit.data.table import Table, TokenVocab, bigram_keys, choose_tokens, read_table, tokenize
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.nn import LSTMState, Recurrent
+from rnnkit.nn.bigrams import embed_with_bigrams
 from rnnkit.train.checkpoint import (
     FORMAT_VERSION,
     MANIFEST,
@@ -181,13 +182,7 @@ class SequenceClassifier(nn.Module):
 
     def represent(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
         """The pooled representation ``(N, D*H)``."""
-        x = self.embedding(ids)
-        if self.bigram is not None:
-            if bigrams is None:
-                raise ValueError("this classifier reads bigrams: pass the (N, T + 1) bigram ids")
-            pairs = self.bigram(bigrams[:, : ids.shape[1] + 1])
-            x = torch.cat([x, pairs[:, :-1], pairs[:, 1:]], dim=-1)
-        x = self.dropout(x)
+        x = self.dropout(embed_with_bigrams(self.embedding, self.bigram, ids, bigrams, "classifier"))
         out, state = self.rnn(x, lengths=lengths)  # out (N, T, D*H), zero at padded steps
         pool = self.config.pool
         if pool == "last":

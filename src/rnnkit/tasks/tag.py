@@ -33,6 +33,7 @@ from rnnkit.data.seqlabel import Sentences, entity_scores, read_sentences, segme
 from rnnkit.data.table import TokenVocab, bigram_keys, choose_tokens, token_key
 from rnnkit.errors import CheckpointError, DataError
 from rnnkit.nn import Recurrent
+from rnnkit.nn.bigrams import embed_with_bigrams
 from rnnkit.nn.crf import CRF
 from rnnkit.train.checkpoint import (
     FORMAT_VERSION,
@@ -140,12 +141,7 @@ class Tagger(nn.Module):
         self.crf = CRF(num_tags) if config.crf else None
 
     def emissions(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
-        x = self.embedding(ids)
-        if self.bigram is not None:
-            if bigrams is None:
-                raise ValueError("this tagger reads bigrams: pass the (N, T + 1) bigram ids")
-            pairs = self.bigram(bigrams[:, : ids.shape[1] + 1])
-            x = torch.cat([x, pairs[:, :-1], pairs[:, 1:]], dim=-1)
+        x = embed_with_bigrams(self.embedding, self.bigram, ids, bigrams, "tagger")
         out, _ = self.rnn(self.dropout(x), lengths=lengths)
         return self.head(self.dropout(out)).float()  # (N, T, K)
 
