@@ -12,7 +12,7 @@ Held-out pictures are 10% of the pictures, split by seed (never by caption); the
 chosen on another 10% (validation BLEU-4). The test pictures are scored once, after training.
 
     .venv/bin/python bench/caption.py [--minutes 20] [--only shapes,flickr] [--threads N]
-        [--inject every-step] [--word-loss W] [--grid-size G]     # comparisons; defaults: the model's
+        [--inject every-step] [--word-loss W] [--grid-size G] [--tag NAME]   # comparisons
 
 Prints a table and one JSON object. Not a test.
 """
@@ -46,7 +46,9 @@ def main() -> None:
     parser.add_argument("--inject", help="first-step (the default) or every-step")
     parser.add_argument("--word-loss", help="weight of the bag-of-words loss (0: off)")
     parser.add_argument("--grid-size", help="cells a side of the picture grid (1: global average)")
-    parser.add_argument("--tag", default="", help="suffix of the run folders, to keep comparisons apart")
+    parser.add_argument(
+        "--tag", default="", help="a name for the run folders (run-shapes-NAME), to keep comparisons apart"
+    )
     args = parser.parse_args()
     model = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
              if k in ("inject", "word_loss", "grid_size") and v is not None]  # fmt: skip
@@ -64,7 +66,8 @@ def main() -> None:
         images, captions, flags = jobs[name]
         if name == "shapes" and not captions.exists():
             rnnkit("caption", "make-shapes", str(work / "shapes"), "--n", "5000")
-        run = work / f"run-{name}{args.tag}"
+        tag = f"-{args.tag}" if args.tag else ""
+        run = work / f"run-{name}{tag}"
         started = time.perf_counter()
         rnnkit("caption", "train", str(images), str(captions), "--out", str(run), "--force", *flags,
                "--max-minutes", str(args.minutes), "--quiet", *threads, *model)  # fmt: skip
@@ -78,7 +81,7 @@ def main() -> None:
         }
         extra = ["--shape-words"] if name == "shapes" else ["--baselines"]
         for beam in (1, 3):
-            grid = ["--grid", str(work / f"{name}{args.tag}-grid.png")] if beam == 3 else []
+            grid = ["--grid", str(work / f"{name}{tag}-grid.png")] if beam == 3 else []
             found = json.loads(
                 rnnkit(
                     "caption",
