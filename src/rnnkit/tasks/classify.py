@@ -276,7 +276,9 @@ class TextInputs:
 
     def encode(self, texts: list[str], labels: list[int] | None = None) -> Encoded:
         docs = [self.tokens(t) for t in texts]
-        pairs = [self.bigrams.encode(bigram_keys(d, self.kind)) for d in docs] if self.bigrams else None
+        pairs = (
+            None if self.bigrams is None else [self.bigrams.encode(bigram_keys(d, self.kind)) for d in docs]
+        )
         return Encoded([self.vocab.encode(d) for d in docs], labels or [], pairs)
 
 
