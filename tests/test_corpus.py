@@ -33,14 +33,16 @@ def test_tail_split_holds_out_the_end_and_vocab_comes_from_train(tmp_path):
 
 
 def test_files_split_holds_out_whole_files(tmp_path):
+    # every file holds every character, so the vocabulary (counted on training files only) has them all,
+    # whichever files the hash of their paths (under a random tmp_path) holds out
     for i in range(40):
-        write(tmp_path / f"f{i:02d}.txt", f"file {i}\n".encode())
+        write(tmp_path / f"f{i:02d}.txt", f"file {i:02d} 0123456789\n".encode())
     docs = resolve_sources([str(tmp_path)])
     corpus = encode_corpus(docs, tmp_path / "out", val_fraction=0.25, split="files")
     train = corpus.vocab.decode(corpus.tokens("train"))
     val = corpus.vocab.decode(corpus.tokens("val"))
     lines = train.splitlines() + val.splitlines()
-    assert sorted(lines) == sorted(f"file {i}" for i in range(40))
+    assert sorted(lines) == sorted(f"file {i:02d} 0123456789" for i in range(40))
     assert not set(train.splitlines()) & set(val.splitlines())
     assert 3 <= len(val.splitlines()) <= 20
 
