@@ -31,8 +31,8 @@ NN = [
     "Recurrent",
     "Stepper",
     "Unrolled",
+    "cell_class",
 ]
-NN.append("cell_class")
 
 
 def test_public_api_is_pinned():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rnnkit.errors import CheckpointError, UsageError
-from rnnkit.train.checkpoint import read_metrics
+from rnnkit.train.checkpoint import METRICS_FILE, read_metrics
 
 LOSSES = ("train_loss", "val_loss")
 
@@ -22,7 +22,7 @@ def plot_curves(run_dir: Path, out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not (Path(run_dir) / "metrics.jsonl").is_file():
+    if not (Path(run_dir) / METRICS_FILE).is_file():
         raise CheckpointError(f"{run_dir}: no metrics.jsonl (not a run folder, or it never logged a step)")
     rows = read_metrics(run_dir)
     series: dict[str, tuple[list[float], list[float]]] = {}

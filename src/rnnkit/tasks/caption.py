@@ -216,9 +216,8 @@ class Captioner(nn.Module):
             self.cnn, size, spatial = SmallResNet(config.cnn_width), config.cnn_width * 8, True
         # a backbone that pools by itself gives one cell, whatever grid_size says
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(config.grid_size), nn.Flatten()) if spatial else None
-        # layer-normalised: a raw projection of a from-scratch CNN grows large and saturates the first
-        # step's gates, so that v reaches the state as a handful of sign patterns (measured: the pictures
-        # fell into ~4 clusters of v and the colours written were chance)
+        # layer-normalised: the raw projection of the session-3 model had grown to norms of 50-85 and its
+        # pictures fell into ~4 clusters of v (the effect of the norm alone was not measured apart)
         self.project = nn.Sequential(
             nn.Linear(size * (config.grid_size**2 if spatial else 1), config.image_feature_size),
             nn.LayerNorm(config.image_feature_size),
@@ -396,14 +395,15 @@ class CaptionTask:
     def next_batch(self):
         where = f"{self.config.train.seed}-{self.stream.epoch}-{self.stream.index}"
         rows = self.stream.next_rows()
-        images = self.train.images[[self.pairs[r][0] for r in rows]]
+        pictures = [self.pairs[r][0] for r in rows]
+        images = self.train.images[pictures]
         if self.config.data.flip:
             rng = random.Random(where)
             flips = torch.tensor([rng.random() < 0.5 for _ in rows])
             images = torch.where(flips[:, None, None, None], images.flip(-1), images)
         inputs, lengths = pad([[1, *self.pairs[r][1]] for r in rows])
         targets, _ = pad([[*self.pairs[r][1], 2] for r in rows])
-        bags = self.bags[[self.pairs[r][0] for r in rows]]
+        bags = self.bags[pictures]
         return (images, inputs, lengths, targets, bags), False
 
     def data_state(self) -> dict:

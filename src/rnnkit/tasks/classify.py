@@ -388,7 +388,7 @@ class PretrainTask:
         self.stream = BucketStream([len(x) for x in task.train.ids], t.batch_size, t.seed + 1)
 
     def next_batch(self):
-        ids, lengths, _ = self.task.train.batch(self.stream.next_rows())
+        ids, lengths = pad([self.task.train.ids[i] for i in self.stream.next_rows()])  # no bigrams here
         return (ids, lengths), False
 
     def data_state(self) -> dict:
@@ -408,7 +408,7 @@ class PretrainTask:
         total, count = 0.0, 0
         device = next(model.parameters()).device
         for start in range(0, len(order), 128):
-            ids, lengths, _ = rows.batch(order[start : start + 128])
+            ids, lengths = pad([rows.ids[i] for i in order[start : start + 128]])
             loss, n = model(ids.to(device), lengths)
             total, count = total + float(loss), count + n
         return {"val_lm_loss": total / max(count, 1)}
@@ -476,8 +476,7 @@ def train_classifier(
     train_table, val_table = load_tables(config)
     d, p = config.data, config.pretrain
     pretraining = out / PRETRAIN
-    # a run stopped during its pre-training has checkpoints there only
-    classifying = not resume or (out / MANIFEST).exists() or not (pretraining / MANIFEST).exists()
+    classifying = not (resume and stopped_in_pretraining(out))
     if resume:
         saved = load_checkpoint(out if classifying else pretraining, "last", task=TASK).config
         inputs, labels = saved_inputs(saved, d.max_tokens), saved["labels"]
@@ -513,13 +512,13 @@ def train_classifier(
     model = SequenceClassifier(len(inputs.vocab), len(labels), config.model, bigram_vocab(inputs))
     budget = config.train
     if p.on:
-        if budget.max_minutes and p.minutes and p.minutes >= budget.max_minutes:
-            raise UsageError(
-                f"--pretrain-minutes {p.minutes:g} leaves nothing of --max-minutes {budget.max_minutes:g}"
-            )
         if budget.max_minutes and p.minutes:
+            if p.minutes >= budget.max_minutes:
+                raise UsageError(
+                    f"--pretrain-minutes {p.minutes:g} leaves nothing of --max-minutes {budget.max_minutes:g}"
+                )
             budget = replace(budget, max_minutes=budget.max_minutes - p.minutes)
-        if not (resume and classifying):
+        if not classifying or not resume:
             pre = replace(
                 config.train, max_minutes=p.minutes, max_steps=p.steps, eval_interval=p.eval_interval,
                 checkpoint_interval=p.eval_interval,
@@ -566,10 +565,15 @@ class LoadedClassifier:
         return predict_encoded(self.model, self.encode(texts))
 
 
+def stopped_in_pretraining(run_dir: Path) -> bool:
+    """Whether a run was stopped during its pre-training: checkpoints there, none of its own yet."""
+    return not (run_dir / MANIFEST).exists() and (run_dir / PRETRAIN / MANIFEST).exists()
+
+
 def saved_classifier_config(run_dir: Path) -> ClassifierConfig:
     run_dir = Path(run_dir)
-    if not (run_dir / MANIFEST).exists() and (run_dir / PRETRAIN / MANIFEST).exists():
-        run_dir = run_dir / PRETRAIN  # stopped during its pre-training
+    if stopped_in_pretraining(run_dir):
+        run_dir = run_dir / PRETRAIN
     return task_config(run_dir, "last", TASK, ClassifierConfig, "a classifier")[1]
 
 

@@ -36,6 +36,7 @@ from rnnkit.errors import CheckpointError, UsageError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+METRICS_FILE = "metrics.jsonl"
 STAGES = ("pretrain",)
 """Sub-folders of a run that hold an earlier training stage (a run stopped there has nothing else)."""
 MODEL_FILE = "model.safetensors"
@@ -258,7 +259,7 @@ def check_run_dir(out: Path, force: bool) -> None:
             raise UsageError(
                 f"--out: {out} already holds files; use --resume {out} to continue, or --force to replace it"
             )
-        marks = [out / "manifest.json", out / "config.json", *(out / stage / MANIFEST for stage in STAGES)]
+        marks = [out / MANIFEST, out / CONFIG_FILE, *(out / stage / MANIFEST for stage in STAGES)]
         if not any(mark.is_file() for mark in marks):
             raise UsageError(
                 f"--out: {out} is not an rnnkit run folder; refusing to empty it even with --force"
@@ -295,7 +296,7 @@ def load_weights(model: torch.nn.Module, loaded: Checkpoint) -> None:
 def read_metrics(run_dir: Path) -> list[dict]:
     """The records of a run's ``metrics.jsonl`` in order; a torn or foreign line (a crash mid-write) is
     skipped, and a run without the file has none."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
     records = []

@@ -382,7 +382,7 @@ class Trainer:
         """Append one line to metrics.jsonl, flushed and fsynced (a torn last line is ignored on read)."""
         if not self.writes:
             return
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        with open(self.run_dir / ckpt.METRICS_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -391,7 +391,7 @@ class Trainer:
         """On resume, drop metrics logged after the checkpoint: those steps will be trained again."""
         if not self.writes:
             return
-        path = self.run_dir / "metrics.jsonl"
+        path = self.run_dir / ckpt.METRICS_FILE
         if not path.is_file():
             return
         kept = [
