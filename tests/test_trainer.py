@@ -10,7 +10,7 @@ from tests.helpers import text_corpus, tiny_config, tiny_corpus
 from rnnkit.errors import TrainingError, UsageError
 from rnnkit.tasks.lm import LMTask, build_model, train_lm
 from rnnkit.train import TrainConfig, Trainer
-from rnnkit.train.trainer import lr_factor
+from rnnkit.train.trainer import WeightAverage, lr_factor
 
 
 def weights(run_dir):
@@ -56,9 +56,10 @@ def interrupt_at(step):
     return hook
 
 
-def test_resume_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_equals_uninterrupted_run(tmp_path, ema):
     source = text_corpus(tmp_path / "t.txt", 20_000)
-    config = tiny_config(source, max_steps=40, eval_interval=15, checkpoint_interval=7)
+    config = tiny_config(source, max_steps=40, eval_interval=15, checkpoint_interval=7, ema=ema)
     config.model.dropout = 0.2  # dropout draws random numbers: the RNG state must resume too
     config.model.num_layers = 2
     train_lm(config, tmp_path / "straight")
@@ -72,6 +73,49 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
     steps = [json.loads(x)["step"] for x in (tmp_path / "broken" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps)  # metrics after the checkpoint were dropped, not duplicated
+
+
+def test_weight_average_follows_its_formula():
+    model = torch.nn.Linear(2, 1)
+    average = WeightAverage(model, decay=0.9)
+    history = [model.weight.detach().clone()]
+    for _ in range(30):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        average.update()
+        history.append(model.weight.detach().clone())
+    expected = history[0]
+    for n, w in enumerate(history[1:], start=1):
+        decay = min(0.9, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * w
+    assert torch.allclose(average.shadow[0], expected, atol=1e-5)
+    assert not torch.allclose(average.shadow[0], model.weight)  # lags behind the raw weights
+    raw = model.weight.detach().clone()
+    with average.applied():
+        assert torch.equal(model.weight, average.shadow[0])
+    assert torch.equal(model.weight, raw)
+
+
+def test_averaged_weights_are_evaluated_and_saved_raw_ones_train_on(tmp_path):
+    from rnnkit.train.checkpoint import load_checkpoint
+
+    corpus = tiny_corpus(tmp_path)
+    config = tiny_config(tmp_path, max_steps=20, eval_interval=20, lr=1e-2, ema=0.95)
+    task = LMTask(config, corpus)
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(build_model(config, len(corpus.vocab)), task, config.train, tmp_path / "run")
+    summary = trainer.fit()
+    loaded = load_checkpoint(tmp_path / "run", "last", with_state=True)
+    saved, prefix = loaded.model_state, WeightAverage.RAW
+    raw = {k[len(prefix) :]: v for k, v in loaded.state_tensors.items() if k.startswith(prefix)}
+    assert raw.keys() == saved.keys() and loaded.trainer_state["ema_updates"] == 20
+    assert max(float((saved[k] - raw[k]).abs().max()) for k in saved) > 1e-3  # two different sets
+    for name, param in trainer.model.named_parameters():  # training goes on from the raw weights
+        assert torch.equal(param.detach(), raw[name])
+    model = build_model(config, len(corpus.vocab))
+    model.load_state_dict(saved)  # the validation loss logged is that of the saved (averaged) weights
+    with torch.no_grad():
+        assert task.evaluate(model.eval())["val_loss"] == pytest.approx(summary["val_loss"], rel=1e-5)
 
 
 @pytest.fixture

@@ -30,6 +30,10 @@ class TrainConfig:
     beta2: float = 0.99
     grad_clip: float = 5.0
     """Clip the global gradient norm to this; 0 turns clipping off."""
+    ema: float = 0.0
+    """Keep an exponential moving average of the weights with this decay per step (e.g. 0.998: a time
+    constant of 500 steps); evaluation, the best checkpoint and every saved model use the average, and
+    training goes on from the raw weights. 0: off. (Polyak averaging, as in SWA and most image models.)"""
     max_steps: int = 0
     """Stop after this many optimizer steps; 0 means no step limit (then max_minutes must be set)."""
     max_minutes: float = 0.0
@@ -66,6 +70,8 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected 0 or more, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema: expected a decay in [0, 1) (0: off), got {self.ema}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio: expected a value in [0, 1], got {self.min_lr_ratio}")
         if self.max_minutes < 0 or self.grad_clip < 0 or self.weight_decay < 0:

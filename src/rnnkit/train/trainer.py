@@ -154,6 +154,56 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), foreach=True)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's floating-point parameters (Polyak averaging).
+
+    After ``n`` updates the decay is ``min(decay, (1 + n) / (10 + n))``, so the first weights, far from
+    any minimum, are forgotten fast (as TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``).
+    """
+
+    RAW = "ema.raw."
+    """The prefix of the raw (trained) weights in a checkpoint's state (model.safetensors: the average)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        named = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - decay)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """Inside the block the model holds the averaged weights; its own again after."""
+        raw = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            torch._foreach_copy_([p.data for p in self.params], self.shadow)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_([p.data for p in self.params], raw)
+
+    def raw_tensors(self) -> dict[str, Tensor]:
+        return {self.RAW + n: p.detach().clone() for n, p in zip(self.names, self.params, strict=True)}
+
+    @torch.no_grad()
+    def restart(self, tensors: dict[str, Tensor], updates: int) -> None:
+        """After the model was loaded with a checkpoint's (averaged) weights: they become the average,
+        and the raw weights saved beside them (when there are any) go back into the model."""
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.updates = updates
+        for name, param in zip(self.names, self.params, strict=True):
+            if self.RAW + name in tensors:
+                param.copy_(tensors[self.RAW + name])
+
+
 class _Signals:
     """Turn SIGINT/SIGTERM into a flag the loop checks between steps; restores handlers on exit."""
 
@@ -219,6 +269,7 @@ class Trainer:
             self.wrapped = DistributedDataParallel(self.model, device_ids=ids)  # broadcasts rank 0's weights
             torch.manual_seed(config.seed * 1_000_003 + rank)  # dropout masks differ between ranks
         self.optimizer = make_optimizer(self.model, config)
+        self.average = WeightAverage(self.model, config.ema) if config.ema else None
         self.progress = progress
         self.on_step = on_step
         # everything below is resume state
@@ -253,6 +304,8 @@ class Trainer:
                 tensors[f"rng.torch.rank{r}"] = state
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.average is not None:
+            tensors.update(self.average.raw_tensors())
         meta = {
             "step": self.step,
             "tokens_seen": self.tokens_seen,
@@ -269,6 +322,7 @@ class Trainer:
             "data": self.task.data_state(),
             "precision": self.precision,
             "world_size": self.world_size,
+            "ema_updates": None if self.average is None else self.average.updates,
         }
         return tensors, meta
 
@@ -313,6 +367,8 @@ class Trainer:
         self.lr_scale = float(meta.get("lr_scale", 1.0))
         self.rollbacks = int(meta.get("rollbacks", 0))
         self.task.load_data_state(meta["data"])
+        if self.average is not None:  # a run saved without averaging starts its average here
+            self.average.restart(tensors, int(meta.get("ema_updates") or 0))
 
     def resume(self, which: str = "last") -> str:
         """Load model, optimizer, RNG, data position and counters from the run; the checkpoint's name."""
@@ -330,21 +386,23 @@ class Trainer:
         return self.run_dir is not None and self.rank == 0
 
     def save(self, best: bool = False) -> str | None:
-        """Write a checkpoint (rank 0); under DDP every rank must call it (it gathers their state)."""
+        """Write a checkpoint (rank 0); under DDP every rank must call it (it gathers their state). With
+        ``ema`` the saved model is the average, and the raw weights go with the resume state."""
         if self.run_dir is None:
             return None
         tensors, meta = self.state_dict()
         name = None
         if self.rank == 0:
-            name = ckpt.save_checkpoint(
-                self.run_dir,
-                self.step,
-                model_state=self.model.state_dict(),
-                config=self.task.checkpoint_config(),
-                state_tensors=tensors,
-                trainer_state=meta,
-                best=best,
-            )
+            with self.averaged():
+                name = ckpt.save_checkpoint(
+                    self.run_dir,
+                    self.step,
+                    model_state=self.model.state_dict(),
+                    config=self.task.checkpoint_config(),
+                    state_tensors=tensors,
+                    trainer_state=meta,
+                    best=best,
+                )
         self._barrier()
         return name
 
@@ -402,6 +460,11 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     # the loop
 
+    def averaged(self):
+        """A block in which the model holds the weights that are evaluated and saved: the average with
+        ``ema``, else its own."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
     def _progress_fraction(self) -> float:
         c = self.config
         if c.max_steps:
@@ -452,6 +515,8 @@ class Trainer:
             raise TrainingError(f"the gradient became {float(norm)} at step {self.step + 1}")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.average is not None:
+            self.average.update()
         self.carry = detach(carry)
         self.step += 1
         self.tokens_seen += count * self.world_size
@@ -459,7 +524,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
-        with torch.no_grad(), autocast(self.device, self.precision):
+        with torch.no_grad(), autocast(self.device, self.precision), self.averaged():
             metrics = self.task.evaluate(self.model)
         self.model.train()
         self.last_eval = metrics
@@ -551,7 +616,8 @@ class Trainer:
         self.save(best=best or math.isinf(self.best_val))
         if evaluate and self.rank == 0:
             self.model.eval()
-            self.task.on_evaluate(self.model, self.step)
+            with self.averaged():
+                self.task.on_evaluate(self.model, self.step)
             self.model.train()
 
 
