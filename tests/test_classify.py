@@ -15,7 +15,7 @@ from rnnkit.cli import main
 from rnnkit.data.buckets import bucket_batches, pad
 from rnnkit.data.table import TokenVocab, choose_tokens, read_table, tokenize
 from rnnkit.errors import DataError
-from rnnkit.tasks.classify import ClassifierModelConfig, SequenceClassifier, scores
+from rnnkit.tasks.classify import ClassifierModelConfig, SequenceClassifier, cut, load_classifier, scores
 
 
 def write(path, text: str, newline: str = "\n"):
@@ -218,6 +218,40 @@ def test_cli_trains_evaluates_and_predicts(tmp_path, capsys, monkeypatch):
     code = main(["classify", "eval", str(tmp_path / "run"), str(tmp_path / "missing.tsv")])
     err = capsys.readouterr().err
     assert code == 3 and err.startswith("rnnkit: error:") and "no such file" in err and err.count("\n") == 1
+
+
+def test_cut_keeps_the_head_the_tail_or_both():
+    tokens = [str(i) for i in range(10)]
+    assert cut(tokens, 5) == ["0", "1", "2", "3", "4"]
+    assert cut(tokens, 5, "tail") == ["5", "6", "7", "8", "9"]
+    assert cut(tokens, 5, "both") == ["0", "1", "2", "8", "9"]
+    assert cut(tokens, 10, "both") == tokens and cut(tokens[:3], 5, "tail") == tokens[:3]
+
+
+def test_cli_tail_truncation_reads_the_verdict_at_the_end(tmp_path, capsys, monkeypatch):
+    rng = random.Random(0)
+    lines = ["label\tsentence"]
+    for _ in range(300):  # the verdict is the last word, after 6 to 12 words of filler
+        label = rng.randint(0, 1)
+        words = [rng.choice(["the", "movie", "was", "plot", "and", "it"]) for _ in range(rng.randint(6, 12))]
+        lines.append(f"{label}\t{' '.join(words)} {'good' if label else 'bad'}")
+    (tmp_path / "t.tsv").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    args = ["classify", "train", str(tmp_path / "t.tsv"), "--text-column", "sentence", "--label-column"]
+    args += ["label", "--out", str(run), "--max-steps", "80", "--eval-interval", "40", "--quiet", "--lr"]
+    args += ["1e-2", "--hidden-size", "16", "--embedding-size", "16", "--batch-size", "16", "--device", "cpu"]
+    args += ["--max-tokens", "4", "--truncate", "tail", "--ema", "0.9"]
+    assert main(args) == 0, capsys.readouterr().err
+    loaded = load_classifier(run)
+    assert loaded.inputs.truncate == "tail" and loaded.config.train.ema == 0.9
+    assert loaded.inputs.tokens("a b c d e f g") == ["d", "e", "f", "g"]
+    capsys.readouterr()
+    assert main(["classify", "eval", str(run), str(tmp_path / "t.tsv"), "--text-column", "sentence",
+                 "--label-column", "label", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["accuracy"] > 0.9  # the first 4 words say nothing
+    monkeypatch.setattr("sys.stdin", io.StringIO("it was the plot and the movie good\nthe movie was bad\n"))
+    assert main(["classify", "predict", str(run)]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["1", "0"]
 
 
 def test_cli_chinese_characters_read_their_bigrams(tmp_path, capsys, monkeypatch):

@@ -499,6 +499,13 @@ def classify_train(
         bool | None, Opt("--bidirectional/--unidirectional", help="BiRNN or not.")
     ] = None,
     max_tokens: Annotated[int | None, Opt(help="Cut texts to this many tokens.")] = None,
+    truncate: Annotated[
+        str | None, Opt(help="What a cut text keeps: head, tail or both (first and last halves).")
+    ] = None,
+    ema: Annotated[
+        float | None,
+        Opt(help="Evaluate and save a moving average of the weights with this decay per step (0: off)."),
+    ] = None,
     batch_size: Annotated[int | None, Opt(help="Texts per batch.")] = None,
     lr: LrOpt = None,
     max_steps: MaxStepsOpt = None,
@@ -524,7 +531,9 @@ def classify_train(
         "data.val_fraction": val_fraction,
         "data.tokens": tokens,
         "data.max_tokens": max_tokens,
+        "data.truncate": truncate,
         "data.encoding": encoding,
+        "train.ema": ema,
         "model.pool": pool,
         "model.cell": cell,
         "model.hidden_size": hidden_size,

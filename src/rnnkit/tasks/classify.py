@@ -60,6 +60,7 @@ TASK = "classify"
 PRETRAIN = STAGES[0]
 """The sub-folder of a run that holds its language-model pre-training."""
 POOLS = ("last", "mean", "max")
+TRUNCATIONS = ("head", "tail", "both")
 
 
 @dataclass(kw_only=True)
@@ -98,7 +99,11 @@ class ClassifierDataConfig:
     """auto, char or word."""
     val_fraction: float = 0.1
     max_tokens: int = 256
-    """Longer texts are cut to their first max_tokens tokens."""
+    """Longer texts are cut to max_tokens tokens (see truncate)."""
+    truncate: str = "head"
+    """Which tokens of a longer text are kept: head (the first max_tokens), tail (the last) or both
+    (the first half and the last half: a review's opening and its verdict; Sun et al. 2019 found this
+    best for long reviews)."""
     min_count: int = 1
     """Keep tokens seen at least this often in training."""
     max_vocab: int = 50_000
@@ -108,6 +113,8 @@ class ClassifierDataConfig:
     encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
+        if self.truncate not in TRUNCATIONS:
+            raise ValueError(f"truncate: expected one of {list(TRUNCATIONS)}, got {self.truncate!r}")
         if self.tokens not in ("auto", "char", "word"):
             raise ValueError(f"tokens: expected auto, char or word, got {self.tokens!r}")
         if not 0 < self.val_fraction < 0.9:
@@ -270,9 +277,10 @@ class TextInputs:
     kind: str
     max_tokens: int
     bigrams: TokenVocab | None = None
+    truncate: str = "head"
 
     def tokens(self, text: str) -> list[str]:
-        return tokenize(text, self.kind)[: self.max_tokens] or [text.strip()[:1] or "?"]
+        return cut(tokenize(text, self.kind), self.max_tokens, self.truncate) or [text.strip()[:1] or "?"]
 
     def encode(self, texts: list[str], labels: list[int] | None = None) -> Encoded:
         docs = [self.tokens(t) for t in texts]
@@ -280,6 +288,19 @@ class TextInputs:
             None if self.bigrams is None else [self.bigrams.encode(bigram_keys(d, self.kind)) for d in docs]
         )
         return Encoded([self.vocab.encode(d) for d in docs], labels or [], pairs)
+
+
+def cut(tokens: list[str], limit: int, how: str = "head") -> list[str]:
+    """At most ``limit`` tokens: the first ones (head), the last (tail) or the first and last halves
+    (both; the head gets the odd one)."""
+    if len(tokens) <= limit:
+        return tokens
+    if how == "head":
+        return tokens[:limit]
+    if how == "tail":
+        return tokens[len(tokens) - limit :]
+    tail = limit // 2
+    return tokens[: limit - tail] + tokens[len(tokens) - tail :]
 
 
 def encode_rows(table: Table, inputs: TextInputs, labels: list[str], path: str) -> Encoded:
@@ -479,7 +500,7 @@ def train_classifier(
     classifying = not (resume and stopped_in_pretraining(out))
     if resume:
         saved = load_checkpoint(out if classifying else pretraining, "last", task=TASK).config
-        inputs, labels = saved_inputs(saved, d.max_tokens), saved["labels"]
+        inputs, labels = saved_inputs(saved, d), saved["labels"]
     else:
         kind = config.data.tokens if config.data.tokens != "auto" else choose_tokens(train_table.texts)
         labels = sort_labels(set(train_table.labels))
@@ -487,7 +508,7 @@ def train_classifier(
             raise DataError(
                 f"{config.data.train}: only one label ({labels[0]!r}); a classifier needs two or more"
             )
-        inputs = TextInputs(TokenVocab([]), kind, d.max_tokens)
+        inputs = TextInputs(TokenVocab([]), kind, d.max_tokens, truncate=d.truncate)
         docs = [inputs.tokens(t) for t in train_table.texts]
         inputs.vocab = TokenVocab.build(docs, d.min_count, d.max_vocab)
         if kind == "char" and config.model.bigram_size:
@@ -539,10 +560,10 @@ def bigram_vocab(inputs: TextInputs) -> int:
     return len(inputs.bigrams) if inputs.bigrams is not None else 0
 
 
-def saved_inputs(saved: dict, max_tokens: int) -> TextInputs:
+def saved_inputs(saved: dict, data: ClassifierDataConfig) -> TextInputs:
     """The text inputs a checkpoint's config.json describes (a run from before bigrams has none)."""
     bigrams = TokenVocab(saved["bigrams"]) if saved.get("bigrams") else None
-    return TextInputs(TokenVocab(saved["vocab"]), saved["tokens"], max_tokens, bigrams)
+    return TextInputs(TokenVocab(saved["vocab"]), saved["tokens"], data.max_tokens, bigrams, data.truncate)
 
 
 @dataclass
@@ -580,7 +601,7 @@ def saved_classifier_config(run_dir: Path) -> ClassifierConfig:
 def load_classifier(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedClassifier:
     loaded, config = task_config(run_dir, which, TASK, ClassifierConfig, "a classifier")
     try:
-        inputs, labels = saved_inputs(loaded.config, config.data.max_tokens), loaded.config["labels"]
+        inputs, labels = saved_inputs(loaded.config, config.data), loaded.config["labels"]
     except (KeyError, TypeError) as exc:
         raise CheckpointError(
             f"{loaded.folder}: config.json lacks the vocabulary or labels ({exc})"
