@@ -115,7 +115,7 @@ def test_bucket_batches_cover_every_row_once_and_group_lengths():
     assert spread < 40  # a random batch of 16 spans ~175 tokens
 
 
-@pytest.mark.parametrize("pool", ["last", "mean", "max"])
+@pytest.mark.parametrize("pool", ["last", "mean", "max", "concat"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_padding_never_changes_a_prediction(pool, cell):
     torch.manual_seed(0)
@@ -167,6 +167,21 @@ def test_last_pool_joins_forward_at_the_end_and_backward_at_the_start():
     for b, n in enumerate(lengths.tolist()):
         torch.testing.assert_close(rep[b, :5], out[b, n - 1, :5])  # forward state at the own last token
         torch.testing.assert_close(rep[b, 5:], out[b, 0, 5:])  # backward state at the first token
+
+
+def test_concat_pool_joins_last_mean_and_max():
+    torch.manual_seed(0)
+    models = {}
+    for pool in ("concat", "last", "mean", "max"):
+        config = ClassifierModelConfig(embedding_size=8, hidden_size=5, pool=pool, dropout=0)
+        torch.manual_seed(0)  # the same embedding and RNN weights in every model
+        models[pool] = SequenceClassifier(20, 2, config).eval()
+    assert models["concat"].head.in_features == 3 * models["last"].head.in_features == 30
+    ids, lengths = pad([[1, 2, 3, 4, 5], [6, 7]])
+    with torch.no_grad():
+        joined = models["concat"].represent(ids, lengths)
+        parts = [models[p].represent(ids, lengths) for p in ("last", "mean", "max")]
+    torch.testing.assert_close(joined, torch.cat(parts, dim=-1))
 
 
 def test_scores_accuracy_macro_f1_and_confusion():

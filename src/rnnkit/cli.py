@@ -482,7 +482,7 @@ def classify_train(
     val: Annotated[Path | None, Opt(help="Validation file (default: hold out --val-fraction).")] = None,
     val_fraction: Annotated[float | None, Opt(help="Share of the training rows held out.")] = None,
     tokens: Annotated[str | None, Opt(help="auto, char (Chinese) or word.")] = None,
-    pool: Annotated[str | None, Opt(help="last (final states), mean or max.")] = None,
+    pool: Annotated[str | None, Opt(help="last (final states), mean, max or concat (all three).")] = None,
     cell: CellOpt = None,
     hidden_size: Annotated[int | None, Opt(help="Units per direction.")] = None,
     num_layers: NumLayersOpt = None,

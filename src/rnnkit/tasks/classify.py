@@ -8,7 +8,9 @@ state at its own last token joined with the backward state at its first token,
     r = [\overrightarrow{h}_{T_b} ; \overleftarrow{h}_1], \qquad p(y \mid x) = \mathrm{softmax}(W r + b),
 
 which :class:`rnnkit.nn.Recurrent`'s final state gives exactly, padded batch or not. ``pool="mean"``
-and ``pool="max"`` average or max-pool the outputs over the real steps instead, for comparison.
+and ``pool="max"`` average or max-pool the outputs over the real steps instead, for comparison;
+``pool="concat"`` joins all three, :math:`[r; \mathrm{mean}_t\, o_t; \max_t o_t]` (ULMFiT's concat
+pooling, Howard and Ruder 2018).
 
 Tokens are characters for Chinese and Japanese and lower-cased words for other text (chosen from the
 data, or forced with ``tokens``). Batches hold texts of similar length (length buckets), so little
@@ -59,7 +61,7 @@ log = logging.getLogger("rnnkit")
 TASK = "classify"
 PRETRAIN = STAGES[0]
 """The sub-folder of a run that holds its language-model pre-training."""
-POOLS = ("last", "mean", "max")
+POOLS = ("last", "mean", "max", "concat")
 TRUNCATIONS = ("head", "tail", "both")
 
 
@@ -75,7 +77,7 @@ class ClassifierModelConfig:
     dropout: float = 0.3
     """Dropout on the embeddings, between layers and on the pooled representation."""
     pool: str = "last"
-    """last (the final states, as above), mean or max over the real steps."""
+    """last (the final states, as above), mean or max over the real steps, or concat (all three)."""
     bigram_size: int = 0
     """Embedding size of each character's left and right bigrams; 0: none. Character tokens only."""
 
@@ -185,23 +187,24 @@ class SequenceClassifier(nn.Module):
             dropout=config.dropout,
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(self.rnn.output_size, num_labels)
+        self.head = nn.Linear(self.rnn.output_size * (3 if config.pool == "concat" else 1), num_labels)
 
     def represent(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
-        """The pooled representation ``(N, D*H)``."""
+        """The pooled representation ``(N, D*H)`` (``(N, 3*D*H)`` for concat)."""
         x = self.dropout(embed_with_bigrams(self.embedding, self.bigram, ids, bigrams, "classifier"))
         out, state = self.rnn(x, lengths=lengths)  # out (N, T, D*H), zero at padded steps
-        pool = self.config.pool
-        if pool == "last":
+        pool, parts = self.config.pool, []
+        if pool in ("last", "concat"):
             h = state.h if isinstance(state, LSTMState) else state  # (L*D, N, H)
             top = h[-self.rnn.num_directions :]  # the last layer: forward at T_b, backward at step 1
-            return torch.cat(list(top), dim=-1)
-        mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None])[
-            ..., None
-        ]
-        if pool == "mean":
-            return out.sum(1) / lengths.to(out.device, out.dtype)[:, None]
-        return out.masked_fill(~mask, float("-inf")).amax(1)
+            parts.append(torch.cat(list(top), dim=-1))
+        if pool in ("mean", "concat"):
+            parts.append(out.sum(1) / lengths.to(out.device, out.dtype)[:, None])
+        if pool in ("max", "concat"):
+            steps = torch.arange(ids.shape[1], device=ids.device)
+            mask = (steps[None, :] < lengths.to(ids.device)[:, None])[..., None]
+            parts.append(out.masked_fill(~mask, float("-inf")).amax(1))
+        return torch.cat(parts, dim=-1)
 
     def forward(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
         return self.head(self.dropout(self.represent(ids, lengths, bigrams)))
