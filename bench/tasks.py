@@ -39,6 +39,7 @@ import argparse
 import csv
 import json
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,7 @@ import time
 from pathlib import Path
 
 from common import data_dir, machine
+from rnnkit.train.checkpoint import read_metrics
 
 
 def rnnkit(*args: str) -> subprocess.CompletedProcess:
@@ -169,7 +171,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget per run")
     parser.add_argument("--only", default="sst2,chnsenticorp,sxu,msra,forecast")
     parser.add_argument("--forecast-minutes", type=float, default=2.0)
-    parser.add_argument("--pools", default="last,mean")
+    parser.add_argument("--pools", default="last,mean", help="last, mean, max, concat (comma-separated)")
+    parser.add_argument(
+        "--classify-flags", default="", help='more flags for every classify train, e.g. "--ema 0.995"'
+    )
     parser.add_argument("--directions", default="bi,uni", help="taggers to train: bi, uni or both")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: torch's default)")
     parser.add_argument("--work", type=Path, help="keep the runs in this folder")
@@ -197,8 +202,8 @@ def main() -> None:
     }
     wanted = args.only.split(",")
     if {"sst2", "chnsenticorp"} & set(wanted):
-        head = f"{'dataset':13} {'pool':5} {'steps':>6} {'minutes':>7} {'test acc':>9} {'macro-F1':>9}"
-        print(f"{head} {'target':>7}")
+        head = f"{'dataset':13} {'pool':6} {'steps':>6} {'minutes':>7} {'val acc':>8} {'test acc':>9}"
+        print(f"{head} {'macro-F1':>9} {'target':>7}")
     for name in [n for n in wanted if n in datasets]:
         spec = datasets[name]
         for pool in args.pools.split(","):
@@ -207,6 +212,7 @@ def main() -> None:
             rnnkit(
                 "classify", "train", *spec["train"], *spec["columns"], "--out", str(run), "--force",
                 "--pool", pool, "--max-minutes", str(args.minutes), "--quiet", *threads(args),
+                *shlex.split(args.classify_flags),
             )  # fmt: skip
             wall = (time.perf_counter() - started) / 60
             result = json.loads(
@@ -214,14 +220,16 @@ def main() -> None:
             )
             manifest = json.loads((run / "manifest.json").read_text())
             steps = int(manifest["last"].split("-")[1])
+            val = max(r["val_accuracy"] for r in read_metrics(run) if "val_accuracy" in r)
             row = {
-                "dataset": name, "pool": pool, "steps": steps, "wall_minutes": round(wall, 1),
+                "dataset": name, "pool": pool, "flags": args.classify_flags, "steps": steps,
+                "wall_minutes": round(wall, 1), "best_val_accuracy": round(val, 4),
                 "test_accuracy": round(result["accuracy"], 4), "test_macro_f1": round(result["macro_f1"], 4),
                 "best_checkpoint": result["checkpoint"], "target_accuracy": spec["target"],
             }  # fmt: skip
             rows.append(row)
             print(
-                f"{name:13} {pool:5} {steps:>6} {wall:>7.1f} {result['accuracy']:>9.4f} "
+                f"{name:13} {pool:6} {steps:>6} {wall:>7.1f} {val:>8.4f} {result['accuracy']:>9.4f} "
                 f"{result['macro_f1']:>9.4f} {spec['target']:>7}",
                 flush=True,
             )
