@@ -155,7 +155,7 @@ class ClassifierConfig:
     data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train: TrainConfig = field(
-        default_factory=task_training(batch_size=64, warmup_steps=50, eval_interval=200)
+        default_factory=task_training(batch_size=64, warmup_steps=50, eval_interval=200, ema=0.995)
     )
 
 
