@@ -127,6 +127,35 @@ def test_beam_of_one_is_greedy():
     assert all(isinstance(t, int) for t in model.beam(images[:1], 3, max_words=8))
 
 
+def random_decoder(model: Captioner, seed: int, vocab: int = 9, width: int = 16) -> Captioner:
+    """Give ``model`` a random recurrent decoder whose words depend strongly on the picture and on every
+    earlier word (an untrained Captioner says nearly the same for every picture)."""
+    g = torch.Generator().manual_seed(seed)
+    embed, mix, out = (torch.randn(vocab, width, generator=g), torch.randn(width, width, generator=g) / 2,
+                       torch.randn(width, vocab, generator=g) * 2)  # fmt: skip
+    out[:, 2] += 0.3  # <end> now and then
+
+    def features(images):
+        return images.flatten(1)[:, :width] * 4
+
+    def step(ids, v, state, first):
+        h = torch.tanh((v if first else state[0]) @ mix + embed[ids])
+        return h @ out, h[None]
+
+    model.features, model.step = features, step
+    return model
+
+
+@pytest.mark.parametrize(("seed", "beam", "max_words"), [(0, 2, 8), (1, 3, 8), (2, 4, 6), (3, 3, 1)])
+def test_batched_beam_search_equals_one_picture_at_a_time(seed, beam, max_words):
+    model = random_decoder(tiny_model(vocab=9), seed)
+    images = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    alone = [model.beam(images[i : i + 1], beam, max_words=max_words) for i in range(6)]
+    assert model.beams(images, beam, max_words=max_words) == alone
+    if max_words > 1:  # pictures whose search ended at different steps, in the same batch
+        assert len({len(a) for a in alone}) > 1
+
+
 def test_bleu_of_the_references_against_themselves_is_100():
     refs = [
         ["a red circle left of a blue square", "a blue square right of a red circle"],

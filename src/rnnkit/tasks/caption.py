@@ -281,6 +281,51 @@ class Captioner(nn.Module):
         return [row[: row.index(2)] if 2 in row else row for row in rows]
 
     @torch.no_grad()
+    def beams(self, images: Tensor, beam_size: int, max_words: int, alpha: float = 1.0) -> list[list[int]]:
+        """:meth:`beam` for a batch of pictures at once: the N x K hypotheses are one batch of the RNN.
+
+        Each picture keeps the K best continuations of its live hypotheses (a finished one, ending in
+        ``<end>``, leaves its slot empty, scored -inf), and stops when K have finished or none is left;
+        the result is the same as :meth:`beam` picture by picture (tested).
+        """
+        v = self.features(images)
+        n, k, device = v.shape[0], beam_size, v.device
+        scores = torch.full((n, k), float("-inf"), device=device)
+        scores[:, 0] = 0.0  # one empty hypothesis per picture to start from
+        tokens = torch.empty(n, k, 0, dtype=torch.long, device=device)
+        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]
+        done = [False] * n
+        state, rows = None, torch.arange(n, device=device)[:, None]
+        for t in range(max_words + 1):
+            prev = tokens[:, :, -1].reshape(-1) if t else torch.ones(n * k, dtype=torch.long, device=device)
+            logits, state = self.step(prev, v.repeat_interleave(k, 0), state, first=t == 0)
+            logp = torch.log_softmax(logits.float(), -1).view(n, k, -1)
+            vocab = logp.shape[-1]
+            total = (scores[:, :, None] + logp).view(n, -1)  # (N, K*V)
+            best, flat = total.topk(min(k, total.shape[1]), dim=-1)
+            parent, word = flat // vocab, flat % vocab
+            tokens = torch.cat([tokens[rows, parent], word[:, :, None]], dim=-1)
+            ended = (word == 2) & torch.isfinite(best)
+            for i, j in ended.nonzero().tolist():
+                if not done[i]:
+                    ids = tokens[i, j].tolist()
+                    finished[i].append((float(best[i, j]) / len(ids) ** alpha, ids[:-1]))
+            scores = best.masked_fill(ended, float("-inf"))
+            for i in range(n):
+                done[i] = done[i] or len(finished[i]) >= k or not bool(torch.isfinite(scores[i]).any())
+            if all(done):
+                break
+            state = select_state(state, (rows * k + parent).reshape(-1))
+        out = []
+        for i in range(n):
+            if not finished[i]:  # none ended within max_words: the live ones, by the same measure
+                live = [(float(s) / max(1, tokens.shape[-1]) ** alpha, tokens[i, j].tolist())
+                        for j, s in enumerate(scores[i].tolist()) if s != float("-inf")]  # fmt: skip
+                finished[i] = live
+            out.append(max(finished[i], key=lambda f: f[0])[1])
+        return out
+
+    @torch.no_grad()
     def beam(self, image: Tensor, beam_size: int, max_words: int, alpha: float = 1.0) -> list[int]:
         """The best caption of one picture ``(1, 3, S, S)`` by log P / length^alpha."""
         v = self.features(image)
@@ -455,7 +500,7 @@ def describe(model: Captioner, images: Tensor, vocab: WordVocab, max_words: int,
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size].to(device)
         if beam > 1:
-            out += [vocab.decode(model.beam(chunk[i : i + 1], beam, max_words)) for i in range(len(chunk))]
+            out += [vocab.decode(ids) for ids in model.beams(chunk, beam, max_words)]
         else:
             out += [vocab.decode(ids) for ids in model.greedy(chunk, max_words)]
     model.train(was)
