@@ -159,6 +159,7 @@ class WeightAverage:
 
     After ``n`` updates the decay is ``min(decay, (1 + n) / (10 + n))``, so the first weights, far from
     any minimum, are forgotten fast (as TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``).
+    Buffers (batch-norm statistics) are not averaged: the saved model keeps them as trained.
     """
 
     RAW = "ema.raw."
