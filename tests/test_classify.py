@@ -386,3 +386,12 @@ def test_cli_pretrains_then_classifies_and_resumes_a_stopped_pretraining(tmp_pat
     lm_steps = [json.loads(x)["step"] for x in (run / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert max(lm_steps) == 9 and 3 in lm_steps  # continued from step 6, not started again
     assert json.loads((run / "manifest.json").read_text())["last"] == "ckpt-000040"
+
+
+def test_a_run_saved_before_weight_averaging_resumes_without_it():
+    from rnnkit.config import from_dict, to_dict
+    from rnnkit.tasks.classify import ClassifierConfig
+
+    saved = to_dict(ClassifierConfig())
+    assert saved["train"].pop("ema") == 0.995  # the default of a new classifier
+    assert from_dict(ClassifierConfig, saved).train.ema == 0.0  # an older config.json: as it was trained
