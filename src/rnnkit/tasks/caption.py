@@ -296,9 +296,10 @@ class Captioner(nn.Module):
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]
         done = [False] * n
         state, rows = None, torch.arange(n, device=device)[:, None]
+        v = v.repeat_interleave(k, 0)  # picture i's vector for each of its K hypotheses
         for t in range(max_words + 1):
             prev = tokens[:, :, -1].reshape(-1) if t else torch.ones(n * k, dtype=torch.long, device=device)
-            logits, state = self.step(prev, v.repeat_interleave(k, 0), state, first=t == 0)
+            logits, state = self.step(prev, v, state, first=t == 0)
             logp = torch.log_softmax(logits.float(), -1).view(n, k, -1)
             vocab = logp.shape[-1]
             total = (scores[:, :, None] + logp).view(n, -1)  # (N, K*V)
@@ -311,8 +312,8 @@ class Captioner(nn.Module):
                     ids = tokens[i, j].tolist()
                     finished[i].append((float(best[i, j]) / len(ids) ** alpha, ids[:-1]))
             scores = best.masked_fill(ended, float("-inf"))
-            for i in range(n):
-                done[i] = done[i] or len(finished[i]) >= k or not bool(torch.isfinite(scores[i]).any())
+            alive = torch.isfinite(scores).any(1).tolist()
+            done = [d or len(f) >= k or not a for d, f, a in zip(done, finished, alive, strict=True)]
             if all(done):
                 break
             state = select_state(state, (rows * k + parent).reshape(-1))
