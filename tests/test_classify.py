@@ -395,3 +395,110 @@ def test_a_run_saved_before_weight_averaging_resumes_without_it():
     saved = to_dict(ClassifierConfig())
     assert saved["train"].pop("ema") == 0.995  # the default of a new classifier
     assert from_dict(ClassifierConfig, saved).train.ema == 0.0  # an older config.json: as it was trained
+
+
+# -------------------------------------------------------------------------------------------------
+# ensembles
+
+
+def ensemble_args(train, run, *more: str) -> list[str]:
+    args = ["classify", "train", str(train), "--text-column", "sentence", "--label-column", "label"]
+    args += ["--out", str(run), "--max-steps", "30", "--eval-interval", "15", "--quiet", "--lr", "1e-2"]
+    args += ["--hidden-size", "16", "--embedding-size", "16", "--batch-size", "16", "--device", "cpu"]
+    args += ["--max-minutes", "0"]  # steps only: a busy machine must not shorten a member
+    return [*args, "--set", "train.precision=fp32", *more]
+
+
+def test_member_configs_share_the_time_budget_and_take_their_own_seeds():
+    from rnnkit.tasks.classify import ClassifierConfig, member_config
+    from rnnkit.train.config import TrainConfig
+
+    train = TrainConfig(max_minutes=20, max_steps=700, seed=5)
+    config = ClassifierConfig(members=4, train=train)
+    config.pretrain.minutes = 2
+    members = [member_config(config, i) for i in range(4)]
+    assert [m.train.seed for m in members] == [5, 6, 7, 8]
+    assert all(m.members == 1 and m.train.max_minutes == 5 and m.train.max_steps == 700 for m in members)
+    assert all(m.pretrain.minutes == 0.5 for m in members) and config.train.seed == 5  # config unchanged
+    with pytest.raises(ValueError, match="members"):
+        ClassifierConfig(members=0)
+
+
+def test_members_hold_out_their_own_validation_rows_without_a_val_file(tmp_path):
+    from rnnkit.tasks.classify import ClassifierConfig, load_tables, member_config
+
+    config = ClassifierConfig(members=3)
+    config.data.train, config.data.text_column, config.data.label_column = (
+        str(sentiment_file(tmp_path / "t.tsv")), "sentence", "label",
+    )  # fmt: skip
+    held = [set(load_tables(member_config(config, i))[1].texts) for i in range(3)]
+    assert len(held[0]) == 40 and held[0] != held[1] and held[1] != held[2]
+
+
+def test_cli_ensemble_averages_its_members_and_scores_itself_on_the_val_file(tmp_path, capsys):
+    train = sentiment_file(tmp_path / "train.tsv")
+    val = sentiment_file(tmp_path / "val.tsv", rows=60, seed=2)
+    test = sentiment_file(tmp_path / "test.tsv", rows=100, seed=1)
+    run = tmp_path / "run"
+    more = ["--members", "3", "--val", str(val), "--seed", "7", "--max-steps", "100"]
+    assert main(ensemble_args(train, run, *more)) == 0
+    report = capsys.readouterr().err
+    assert "3 members, 300 steps in all" in report and "the ensemble's" in report
+    seeds = [
+        json.loads(next((run / f"member-{i}").glob("ckpt-*/config.json")).read_text()) for i in (1, 2, 3)
+    ]
+    assert [c["config"]["train"]["seed"] for c in seeds] == [7, 8, 9]
+    assert all(c["config"]["members"] == 1 for c in seeds)
+
+    table = read_table(test, "sentence", "label")
+    ensemble = load_classifier(run)
+    singles = [load_classifier(run / f"member-{i}").predict(table.texts) for i in (1, 2, 3)]
+    assert not torch.allclose(singles[0], singles[1])  # different seeds: different models
+    assert torch.allclose(ensemble.predict(table.texts), sum(singles) / 3, atol=1e-6)
+    assert ensemble.checkpoint.count("member-") == 3
+
+    assert main(["classify", "eval", str(run), str(test), "--text-column", "sentence",
+                 "--label-column", "label", "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    gold = [int(y) for y in table.labels]
+    expected = scores(gold, ensemble.predict(table.texts).argmax(-1).tolist(), 2)["accuracy"]
+    assert result["accuracy"] == expected > 0.9
+
+
+def figures(run) -> list[dict]:
+    """A run's logged losses and accuracies, without its timings."""
+    timings = ("elapsed", "tokens_per_s")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in timings} for r in records]
+
+
+def test_cli_ensemble_resumes_from_the_member_it_stopped_in(tmp_path, capsys):
+    train = sentiment_file(tmp_path / "train.tsv")
+    run = tmp_path / "run"
+    assert main(ensemble_args(train, run, "--members", "2")) == 0, capsys.readouterr().err
+    first = (run / "member-1" / "metrics.jsonl").read_text()
+    second = figures(run / "member-2")
+    # as if killed in the second member before its first checkpoint
+    shutil.rmtree(run / "member-2")
+    (run / "member-2").mkdir()
+    (run / "member-2" / "metrics.jsonl").write_text('{"step": 15}\n')
+    assert main(["classify", "eval", str(run), str(train), "--text-column", "sentence",
+                 "--label-column", "label", "--json"]) == 0  # fmt: skip
+    out, err = capsys.readouterr()
+    assert json.loads(out)["checkpoint"].startswith("member-1/") and "1 of 2 members trained" in err
+
+    assert main(["classify", "train", "--resume", str(run), "--quiet"]) == 0, capsys.readouterr().err
+    assert (run / "member-1" / "metrics.jsonl").read_text() == first  # not trained again
+    assert figures(run / "member-2") == second  # trained afresh with its seed: the same run again
+    assert main(["classify", "train", "--resume", str(run), "--set", "members=3"]) == 2
+    assert "members cannot change" in capsys.readouterr().err
+    assert main(ensemble_args(train, run, "--members", "2", "--force", "--max-steps", "2")) == 0
+    assert not (run / "member-1" / "ckpt-000030").exists()  # --force replaced the ensemble
+
+
+def test_a_broken_ensemble_record_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "ensemble.json").write_text('{"task": "classify", "members": ["../x"], "config": {}}')
+    code = main(["classify", "predict", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code != 0 and "ensemble.json" in err and err.count("\n") == 1

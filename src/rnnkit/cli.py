@@ -506,6 +506,13 @@ def classify_train(
         float | None,
         Opt(help="Evaluate and save a moving average of the weights with this decay per step (0: off)."),
     ] = None,
+    members: Annotated[
+        int | None,
+        Opt(
+            help="Train an ensemble of this many classifiers (seeds SEED, SEED+1, ...) and average their "
+            "probabilities; --max-minutes is shared out among them, --max-steps is each one's."
+        ),
+    ] = None,
     batch_size: Annotated[int | None, Opt(help="Texts per batch.")] = None,
     lr: LrOpt = None,
     max_steps: MaxStepsOpt = None,
@@ -534,6 +541,7 @@ def classify_train(
         "data.truncate": truncate,
         "data.encoding": encoding,
         "train.ema": ema,
+        "members": members,
         "model.pool": pool,
         "model.cell": cell,
         "model.hidden_size": hidden_size,
@@ -565,16 +573,33 @@ def classify_train(
         missing="give the training file (CSV or TSV), or --resume RUN",
         name="classify",
         fit=classify.train_classifier,
-        report=lambda r: (
-            f"step {r['step']}, validation accuracy {r.get('val_accuracy', float('nan')):.4f}, "
-            f"macro-F1 {r.get('val_macro_f1', float('nan')):.4f}"
-        ),
+        report=_classify_report,
     )
+
+
+def _classify_report(r: dict) -> str:
+    nan = float("nan")
+    if "members" not in r:
+        return (
+            f"step {r['step']}, validation accuracy {r.get('val_accuracy', nan):.4f}, "
+            f"macro-F1 {r.get('val_macro_f1', nan):.4f}"
+        )
+    text = (
+        f"{len(r['members'])} members, {r['step']} steps in all, mean of their best validation accuracies "
+        f"{r['val_accuracy']:.4f}"
+    )
+    if "ensemble_val_accuracy" in r:
+        text += (
+            f", the ensemble's {r['ensemble_val_accuracy']:.4f} (macro-F1 {r['ensemble_val_macro_f1']:.4f})"
+        )
+    return text
 
 
 @classify_app.command("eval")
 def classify_eval(
-    run: Annotated[Path, typer.Argument(help="A run folder made by rnnkit classify train.")],
+    run: Annotated[
+        Path, typer.Argument(help="A run folder made by rnnkit classify train (one model or an ensemble).")
+    ],
     data: Annotated[Path, typer.Argument(help="A labelled CSV or TSV file.")],
     text_column: Column = "1",
     label_column: Column = "0",

@@ -41,6 +41,8 @@ STAGES = ("pretrain",)
 """Sub-folders of a run that hold an earlier training stage (a run stopped there has nothing else)."""
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+ENSEMBLE_FILE = "ensemble.json"
+"""At the top of a run folder whose models live in member sub-folders (a classifier ensemble)."""
 STATE_FILE = "state.safetensors"
 TRAINER_FILE = "trainer.json"
 _PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DDP wrappers
@@ -259,7 +261,12 @@ def check_run_dir(out: Path, force: bool) -> None:
             raise UsageError(
                 f"--out: {out} already holds files; use --resume {out} to continue, or --force to replace it"
             )
-        marks = [out / MANIFEST, out / CONFIG_FILE, *(out / stage / MANIFEST for stage in STAGES)]
+        marks = [
+            out / MANIFEST,
+            out / CONFIG_FILE,
+            out / ENSEMBLE_FILE,
+            *(out / stage / MANIFEST for stage in STAGES),
+        ]
         if not any(mark.is_file() for mark in marks):
             raise UsageError(
                 f"--out: {out} is not an rnnkit run folder; refusing to empty it even with --force"
