@@ -490,6 +490,8 @@ def test_cli_ensemble_resumes_from_the_member_it_stopped_in(tmp_path, capsys):
     assert main(["classify", "train", "--resume", str(run), "--quiet"]) == 0, capsys.readouterr().err
     assert (run / "member-1" / "metrics.jsonl").read_text() == first  # not trained again
     assert figures(run / "member-2") == second  # trained afresh with its seed: the same run again
+    assert main(["plot", str(run)]) != 0  # an ensemble has no curves of its own: its members do
+    assert f"rnnkit plot {run}/member-1" in capsys.readouterr().err
     assert main(["classify", "train", "--resume", str(run), "--set", "members=3"]) == 2
     assert "members cannot change" in capsys.readouterr().err
     assert main(ensemble_args(train, run, "--members", "2", "--force", "--max-steps", "2")) == 0

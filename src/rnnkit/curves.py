@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rnnkit.errors import CheckpointError, UsageError
-from rnnkit.train.checkpoint import METRICS_FILE, read_metrics
+from rnnkit.train.checkpoint import ENSEMBLE_FILE, METRICS_FILE, read_metrics
 
 LOSSES = ("train_loss", "val_loss")
 
@@ -23,6 +23,10 @@ def plot_curves(run_dir: Path, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     if not (Path(run_dir) / METRICS_FILE).is_file():
+        if (Path(run_dir) / ENSEMBLE_FILE).is_file():
+            raise CheckpointError(
+                f"{run_dir}: an ensemble; each member has its own curves: rnnkit plot {run_dir}/member-1"
+            )
         raise CheckpointError(f"{run_dir}: no metrics.jsonl (not a run folder, or it never logged a step)")
     rows = read_metrics(run_dir)
     series: dict[str, tuple[list[float], list[float]]] = {}
