@@ -494,6 +494,14 @@ def test_cli_ensemble_resumes_from_the_member_it_stopped_in(tmp_path, capsys):
     assert f"rnnkit plot {run}/member-1" in capsys.readouterr().err
     assert main(["classify", "train", "--resume", str(run), "--set", "members=3"]) == 2
     assert "members cannot change" in capsys.readouterr().err
+
+    # a longer budget: each member goes on from its last checkpoint
+    before = figures(run / "member-1")
+    assert main(["classify", "train", "--resume", str(run), "--quiet", "--max-steps", "40"]) == 0
+    for name in ("member-1", "member-2"):
+        assert json.loads((run / name / "manifest.json").read_text())["last"] == "ckpt-000040"
+    after = figures(run / "member-1")
+    assert after[: len(before)] == before and after[-1]["step"] == 40  # continued, not started again
     assert main(ensemble_args(train, run, "--members", "2", "--force", "--max-steps", "2")) == 0
     assert not (run / "member-1" / "ckpt-000030").exists()  # --force replaced the ensemble
 
