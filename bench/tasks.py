@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 
 from common import data_dir, machine
+from rnnkit.tasks.classify import is_ensemble, read_ensemble
 from rnnkit.train.checkpoint import read_metrics
 
 
@@ -66,9 +67,7 @@ def threads(args) -> list[str]:
 def classifier_figures(run: Path) -> list[dict]:
     """Steps and best validation accuracy of a classifier run, or of each member of an ensemble run
     (then the table shows their sums and means: each member is validated on its own held-out rows)."""
-    folders = [run]
-    if (run / "ensemble.json").is_file():
-        folders = [run / name for name in json.loads((run / "ensemble.json").read_text())["members"]]
+    folders = [run / name for name in read_ensemble(run)["members"]] if is_ensemble(run) else [run]
     figures = []
     for folder in folders:
         manifest = json.loads((folder / "manifest.json").read_text())

@@ -608,24 +608,17 @@ def classify_eval(
     encoding: Annotated[str, Opt(help="Text encoding of the file.")] = "utf-8",
 ) -> None:
     """Accuracy, macro-F1 and the confusion matrix of a trained classifier on a labelled file."""
-    from rnnkit.data.table import read_table
-    from rnnkit.tasks.classify import load_classifier, scores
+    from rnnkit.tasks.classify import load_classifier, score_file
 
     _setup_logging()
     loaded = load_classifier(run, checkpoint)
-    table = read_table(data, text_column, label_column, encoding=encoding)
-    index = {label: i for i, label in enumerate(loaded.labels)}
-    unknown = sorted(set(table.labels) - set(index))
-    if unknown:
-        raise DataError(f"{data}: labels the model never saw: {', '.join(unknown[:5])}")
-    probs = loaded.predict(table.texts)
-    result = scores([index[y] for y in table.labels], probs.argmax(-1).tolist(), len(loaded.labels))
-    result |= {"rows": len(table.texts), "labels": loaded.labels, "checkpoint": loaded.checkpoint}
+    result = score_file(loaded, data, text_column, label_column, encoding)
+    result |= {"labels": loaded.labels, "checkpoint": loaded.checkpoint}
     if json_:
         print(json.dumps(result, ensure_ascii=False))
         return
     accuracy, macro_f1 = result["accuracy"], result["macro_f1"]
-    print(f"{data}: {len(table.texts):,} rows, accuracy {accuracy:.4f}, macro-F1 {macro_f1:.4f}")
+    print(f"{data}: {result['rows']:,} rows, accuracy {accuracy:.4f}, macro-F1 {macro_f1:.4f}")
     width = max(len(x) for x in loaded.labels) + 2
     print("gold \\ predicted".ljust(width + 6) + "".join(x.rjust(width) for x in loaded.labels))
     for label, row in zip(loaded.labels, result["confusion"], strict=True):

@@ -359,6 +359,19 @@ def scores(gold: list[int], pred: list[int], classes: int) -> dict:
     return {"accuracy": accuracy, "macro_f1": sum(f1s) / classes, "confusion": matrix}
 
 
+def score_file(
+    loaded: LoadedClassifier | LoadedEnsemble, path: Path, text_column: str, label_column: str, encoding: str
+) -> dict:
+    """:func:`scores` of a trained classifier (or ensemble) on a labelled file, with its row count."""
+    table = read_table(path, text_column, label_column, encoding=encoding)
+    index = {label: i for i, label in enumerate(loaded.labels)}
+    unknown = sorted(set(table.labels) - set(index))
+    if unknown:
+        raise DataError(f"{path}: labels the model never saw: {', '.join(unknown[:5])}")
+    pred = loaded.predict(table.texts).argmax(-1).tolist()
+    return scores([index[y] for y in table.labels], pred, len(loaded.labels)) | {"rows": len(table.texts)}
+
+
 # -------------------------------------------------------------------------------------------------
 # the trainer's task
 
@@ -619,11 +632,10 @@ def train_ensemble(config: ClassifierConfig, out: Path, *, force: bool, resume: 
         log.info("ensemble member %d of %d (seed %d) in %s", index + 1, len(names),
                  config.train.seed + index, out / name)  # fmt: skip
         folder = out / name
-        if resume and not has_started(folder) and folder.exists():
+        going_on = resume and has_started(folder)
+        if resume and not going_on and folder.exists():
             shutil.rmtree(folder)  # a member that crashed before its first checkpoint starts afresh
-        summary = train_classifier(
-            member_config(config, index), folder, resume=resume and has_started(folder), progress=progress
-        )
+        summary = train_classifier(member_config(config, index), folder, resume=going_on, progress=progress)
         if summary.get("stopped") not in (None, "done"):
             return summary
         best = max((r for r in read_metrics(folder) if "val_accuracy" in r), key=lambda r: r["val_accuracy"])
@@ -638,12 +650,8 @@ def train_ensemble(config: ClassifierConfig, out: Path, *, force: bool, resume: 
         "val_macro_f1": sum(m["val_macro_f1"] for m in found) / len(found),
     }
     if config.data.val:  # one validation file for all: the ensemble itself can be scored on it
-        table = read_table(Path(config.data.val), config.data.text_column, config.data.label_column,
-                           encoding=config.data.encoding)  # fmt: skip
-        loaded = load_classifier(out)
-        index = {label: i for i, label in enumerate(loaded.labels)}
-        gold = [index[y] for y in table.labels]  # each member read this file: its labels are known
-        result = scores(gold, loaded.predict(table.texts).argmax(-1).tolist(), len(loaded.labels))
+        d = config.data
+        result = score_file(load_classifier(out), Path(d.val), d.text_column, d.label_column, d.encoding)
         summary |= {"ensemble_val_accuracy": result["accuracy"], "ensemble_val_macro_f1": result["macro_f1"]}
         log.info("the ensemble on %s: accuracy %.4f, macro-F1 %.4f", config.data.val, result["accuracy"],
                  result["macro_f1"])  # fmt: skip
@@ -665,6 +673,16 @@ def read_ensemble(run_dir: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a classifier ensemble record ({exc})") from None
     return record
+
+
+def ensemble_config(run_dir: Path, record: dict) -> ClassifierConfig:
+    """The whole ensemble's config in its :func:`read_ensemble` record."""
+    from rnnkit.config import from_dict
+
+    try:
+        return from_dict(ClassifierConfig, record["config"])
+    except (TypeError, ValueError, UsageError) as exc:
+        raise CheckpointError(f"{Path(run_dir) / ENSEMBLE_FILE}: not a classifier config ({exc})") from None
 
 
 def is_ensemble(run_dir: Path) -> bool:
@@ -709,13 +727,7 @@ def stopped_in_pretraining(run_dir: Path) -> bool:
 def saved_classifier_config(run_dir: Path) -> ClassifierConfig:
     run_dir = Path(run_dir)
     if is_ensemble(run_dir):
-        from rnnkit.config import from_dict
-
-        record = read_ensemble(run_dir)
-        try:
-            return from_dict(ClassifierConfig, record["config"])
-        except (TypeError, ValueError, UsageError) as exc:
-            raise CheckpointError(f"{run_dir / ENSEMBLE_FILE}: not a classifier config ({exc})") from None
+        return ensemble_config(run_dir, read_ensemble(run_dir))
     if stopped_in_pretraining(run_dir):
         run_dir = run_dir / PRETRAIN
     return task_config(run_dir, "last", TASK, ClassifierConfig, "a classifier")[1]
@@ -749,8 +761,8 @@ def load_classifier(
     """A trained classifier, or an ensemble of them (a run trained with ``members`` > 1)."""
     run_dir = Path(run_dir)
     if is_ensemble(run_dir):
-        config = saved_classifier_config(run_dir)
-        names = read_ensemble(run_dir)["members"]
+        record = read_ensemble(run_dir)
+        config, names = ensemble_config(run_dir, record), record["members"]
         trained = [name for name in names if (run_dir / name / MANIFEST).exists()]
         if not trained:
             raise CheckpointError(f"{run_dir}: no member of the ensemble has a checkpoint yet")
