@@ -134,11 +134,25 @@ def test_bad_conll_names_file_and_line(tmp_path):
         read_conll(tmp_path / "e.conll")
 
 
+def test_byte_order_marks_on_any_line_are_dropped(tmp_path):
+    # as in WNUT-17's emerging.dev.conll: a BOM glued to a token, and a line holding only a BOM
+    conll = tmp_path / "bom.conll"
+    conll.write_text("\ufeffJohn\tB-PER\nDubbz\ufeff\tB-person\n\ufeff\nParis\tB-LOC\n\ufeff\n", "utf-8")
+    sents = read_conll(conll)
+    assert sents.tokens == [["John", "Dubbz"], ["Paris"]]
+    assert sents.tags == [["B-PER", "B-person"], ["B-LOC"]]
+    segmented = tmp_path / "bom.txt"
+    segmented.write_text("\ufeff上海  体育局\n\ufeff\n召开\ufeff  会议\n", "utf-8")
+    assert read_segmented(segmented).tokens == [list("上海体育局"), list("召开会议")]
+
+
 def test_real_files_read(shared_data):
     sxu = read_segmented(shared_data / "seqlabel/cws_sxu/test.txt")
     assert len(sxu.tokens) == 3654
     wnut = read_conll(shared_data / "seqlabel/ner_wnut17/wnut17train.conll")
     assert len(wnut.tokens) == 3394
+    dev = read_conll(shared_data / "seqlabel/ner_wnut17/emerging.dev.conll")  # two stray BOMs inside
+    assert len(dev.tokens) == 1009 and not any("\ufeff" in w for sentence in dev.tokens for w in sentence)
     wiki = read_conll(shared_data / "seqlabel/ner_wikiann_en/dev")
     assert len(wiki.tokens) == 10000 and not any(w.startswith("en:") for w in wiki.tokens[0])
     msra = read_conll(shared_data / "seqlabel/ner_msra_zh/dh_msra.zip")

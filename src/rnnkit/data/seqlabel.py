@@ -3,7 +3,9 @@
 - CoNLL style: ``token<TAB>tag`` per line (or whitespace before the last field), a blank line between
   sentences. Tolerated as found in real files: lines holding only tabs or spaces as sentence breaks
   (WNUT-17), a language prefix on every token (``en:Saunders`` in WikiANN, removed), CRLF, a ``.zip``
-  holding one text file (MSRA), and ``-DOCSTART-`` lines (skipped).
+  holding one text file (MSRA), ``-DOCSTART-`` lines (skipped), and byte-order marks (U+FEFF) on any
+  line, not only the first, dropped: WNUT-17's ``emerging.dev.conll`` has one after a token and one on
+  a line of its own, which then reads as a blank line.
 - Segmented text: one sentence per line, words separated by spaces (SIGHAN/SXU word segmentation).
   Each character gets a tag: ``S`` (a one-character word), or ``B``, ``M``..., ``E`` (begin, middle,
   end of a longer word); :func:`tags_to_words` turns tags back into words.
@@ -22,6 +24,7 @@ from rnnkit.data.files import read_text_file
 from rnnkit.errors import DataError
 
 PREFIX_RE = re.compile(r"^[a-z]{2,3}:")
+BOM = "\ufeff"
 
 
 @dataclass
@@ -38,7 +41,7 @@ def read_conll(path: Path, encoding: str = "utf-8") -> Sentences:
     words: list[str] = []
     labels: list[str] = []
     for number, line in enumerate(text.split("\n"), 1):
-        line = line.rstrip("\r")
+        line = line.rstrip("\r").replace(BOM, "")
         if not line.strip():
             if words:
                 tokens.append(words)
@@ -96,7 +99,7 @@ def read_segmented(path: Path, encoding: str = "utf-8") -> Sentences:
     text = read_text_file(path, encoding, "a text file")
     tokens, tags = [], []
     for line in text.split("\n"):
-        words = line.split()
+        words = line.replace(BOM, "").split()
         if not words:
             continue
         tokens.append([ch for word in words for ch in word])
