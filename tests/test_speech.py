@@ -188,7 +188,9 @@ def test_the_speller_overfits_a_handful_of_utterances(fsdd):
     model = ListenAttendSpell(40, len(chars), config)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     x, lengths = pad_frames(data.features)
-    for _ in range(150):
+    # 250 steps: on an AMX machine the CTC head still read "thre" for "three" at 150 (it needs a blank
+    # between the two e's), though every attention transcript was right from step 100; 175 was enough there
+    for _ in range(250):
         attention, ctc, count = model(x, lengths, data.targets)
         loss = (0.7 * attention + 0.3 * ctc) / count
         optimiser.zero_grad()
