@@ -22,6 +22,8 @@ from rnnkit.serve import ServeConfig, create_app
 from rnnkit.serve.app import MAX_LENGTH, MAX_TEXT
 from rnnkit.tasks.lm import generate_text, load_lm
 
+LOOPBACK = "http://127.0.0.1"  # the test client's own "testserver" is not a trusted host name
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -30,7 +32,7 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(run):
-    with TestClient(create_app(ServeConfig(runs=[f"tiny={run}", str(run)]))) as c:
+    with TestClient(create_app(ServeConfig(runs=[f"tiny={run}", str(run)])), base_url=LOOPBACK) as c:
         yield c
 
 
@@ -176,7 +178,7 @@ def test_bad_requests_get_a_4xx_json_message(client, path, body, status, message
 
 
 def test_body_limits_and_bad_json(run):
-    with TestClient(create_app(ServeConfig(runs=[str(run)], max_body=1_000))) as c:
+    with TestClient(create_app(ServeConfig(runs=[str(run)], max_body=1_000)), base_url=LOOPBACK) as c:
         big = c.post("/v1/generate", json={"prime": "x" * 2_000})
         assert big.status_code == 413 and "1,000 bytes" in big.json()["error"]
         bad = c.post("/v1/generate", content=b"{nope", headers={"content-type": "application/json"})

@@ -1296,7 +1296,8 @@ def caption_make_shapes(
 @app.command(
     epilog="Examples:\n\n"
     "  rnnkit serve runs/shakespeare                 # http://127.0.0.1:8000/ is the playground\n\n"
-    "  rnnkit serve poems=runs/poetry code=runs/code --port 9000\n\n",
+    "  rnnkit serve poems=runs/poetry code=runs/code --port 9000\n\n"
+    "  rnnkit serve runs/shakespeare --host 0.0.0.0 --allow-host box.lan   # reachable as http://box.lan:8000/\n\n",
 )
 def serve(
     runs: Annotated[list[str], typer.Argument(help="Run folders to serve: PATH, or NAME=PATH.")],
@@ -1306,22 +1307,23 @@ def serve(
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "cpu",
     max_body: Annotated[int, Opt(help="Largest request body in bytes.")] = 1_000_000,
     workers: Annotated[int, Opt(help="Requests running the models at once; the rest wait their turn.")] = 1,
+    allow_host: Annotated[
+        list[str] | None,
+        Opt(help="Also answer requests addressed to this host name (repeatable; loopback names always)."),
+    ] = None,
 ) -> None:
     """Serve trained char models over HTTP: a JSON API (/v1/...), OpenAPI docs (/docs), a playground (/)."""
-    import uvicorn
-
     from rnnkit.serve import ServeConfig, create_app
+    from rnnkit.serve.server import serve as serve_app
 
     _setup_logging()
     if not 0 < port < 65536:
         raise UsageError(f"--port: expected 1..65535, got {port}")
     if workers < 1:
         raise UsageError(f"--workers: expected 1 or more, got {workers}")
-    config = ServeConfig(runs=runs, checkpoint=checkpoint, device=device, max_body=max_body, workers=workers)
-    app_ = create_app(config)
-    names = ", ".join(app_.state.models)
-    log.info("serving %s on http://%s:%d/ (playground), /docs (API)", names, host, port)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    config = ServeConfig(runs=runs, checkpoint=checkpoint, device=device, max_body=max_body, workers=workers,
+                         allowed_hosts=allow_host or [], host=host, port=port)  # fmt: skip
+    serve_app(create_app(config), config)  # says where it listens once the port is bound
 
 
 @app.command(

@@ -14,20 +14,27 @@ Endpoints (all JSON; errors are ``{"error": "one line"}`` with a 4xx status):
 - ``POST /v1/inspect``: one layer's activations after every token (int8, base64) and the units most
   correlated with simple features of the text
 - ``GET /``: the playground (static HTML and JavaScript, no build step); ``/docs``: OpenAPI
+
+Every failure is JSON, an unexpected one too (a 500 whose body holds no traceback); on a stream it is an
+``error`` event, after which the stream ends. The guards of :mod:`rnnkit.serve.guards` (body bytes
+counted as they arrive, trusted ``Host`` names, security headers) wrap the app, and a generation whose
+client has gone stops within ``BURST`` steps.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+import anyio
 import torch
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -39,8 +46,11 @@ from starlette.exceptions import HTTPException
 
 from rnnkit import xray
 from rnnkit.data.vocab import Vocabulary
-from rnnkit.errors import RnnkitError, UsageError
+from rnnkit.errors import CheckpointError, RnnkitError, TrainingError, UsageError
 from rnnkit.generate import PoemForm, SamplingConfig, is_han, sample
+from rnnkit.serve.guards import BodyLimit, CatchAll, SecurityHeaders, TrustedHosts
+
+log = logging.getLogger("rnnkit.serve")
 
 STATIC = Path(__file__).parent / "static"
 MAX_LENGTH = 10_000
@@ -58,13 +68,36 @@ class ServeConfig:
     checkpoint: str = "best"
     device: str = "cpu"
     max_body: int = 1_000_000
-    """Largest request body in bytes; a larger one gets 413."""
+    """Largest request body in bytes; a larger one gets 413, counted on the bytes received."""
+    body_timeout: float = 30.0
+    """Seconds a request body may take to arrive in full; a slower one gets 408."""
     workers: int = 1
     """How many requests may run the models at once; the others wait their turn, in order, and take
     turns BURST model steps at a time, so one long generation never holds up the rest. Letting every
     request run at once made the threads fight over the interpreter and the cores: bench/serve_load.py
     measured 8.2 generate requests/s with all 32 at once on two cores against about 30 with 1 slot."""
     title: str = "rnnkit"
+    allowed_hosts: list[str] = field(default_factory=list)
+    """Names (``Host`` headers, any port) answered besides the loopback ones (127.0.0.1, localhost,
+    ::1) and a specific address the server is bound to; ``"*"``: any name (no DNS-rebinding guard)."""
+    host: str = "127.0.0.1"
+    """Address :func:`rnnkit.serve.server.serve` binds; anything but loopback exposes the API."""
+    port: int = 8000
+    header_timeout: float = 10.0
+    """Seconds a request's head (request line and headers) may take to arrive; then the connection
+    is closed."""
+    keep_alive: int = 5
+    """Seconds an idle keep-alive connection stays open."""
+    max_header: int = 16_384
+    """Largest request head in bytes (a larger one gets 400)."""
+    max_connections: int = 512
+    """Open connections beyond which new requests get 503."""
+
+    def trusted_hosts(self) -> list[str]:
+        """The names besides the loopback ones a request may address: ``allowed_hosts``, and ``host``
+        when it is one address rather than all of them."""
+        bound = [] if self.host in ("0.0.0.0", "::", "") else [self.host]
+        return [*self.allowed_hosts, *bound]
 
 
 @dataclass
@@ -129,9 +162,9 @@ class Body(BaseModel):
 class GenerateRequest(Body):
     prime: str = Field("", max_length=MAX_TEXT, description="Text to start from (read, then continued).")
     length: int = Field(200, ge=0, le=MAX_LENGTH, description="Tokens to generate (a poem form: its own).")
-    temperature: float = Field(0.8, ge=0, le=10, description="0: greedy.")
+    temperature: float = Field(0.8, ge=0, le=10, allow_inf_nan=False, description="0: greedy.")
     top_k: int = Field(0, ge=0, le=100_000, description="Sample among the k most likely (0: all).")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass (1: all).")
+    top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False, description="Nucleus sampling mass (1: all).")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Same seed, same text.")
     stop: str | None = Field(None, min_length=1, max_length=100, description="End after this text.")
     acrostic: str = Field("", max_length=64, description="A Chinese poem whose lines open with these.")
@@ -187,7 +220,11 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise HTTPException(404, f"no model named {name!r} (served: {', '.join(models)})")
         return served
 
-    app.add_middleware(BodyLimit, limit=config.max_body)
+    # added innermost first: a request meets SecurityHeaders, TrustedHosts, CatchAll, then BodyLimit
+    app.add_middleware(BodyLimit, limit=config.max_body, timeout=config.body_timeout)
+    app.add_middleware(CatchAll)
+    app.add_middleware(TrustedHosts, hosts=config.trusted_hosts())
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -203,7 +240,11 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.exception_handler(RnnkitError)
     async def user_error(request: Request, exc: RnnkitError):
-        return error(400, str(exc))
+        # what the request asks is impossible for this model: 400; a broken model is the server's fault
+        server_side = isinstance(exc, CheckpointError | TrainingError)
+        if server_side:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error(503 if server_side else 400, str(exc))
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -214,14 +255,14 @@ def create_app(config: ServeConfig) -> FastAPI:
         return {"models": [m.info for m in models.values()], "default": default}
 
     @app.post("/v1/generate")
-    async def generate(body: GenerateRequest):
+    async def generate(body: GenerateRequest, request: Request):
         served = pick(body.model)
         job = prepare_generation(served, body, gate)  # checks everything before a stream starts
-        if body.stream:
+        if body.stream:  # Starlette stops pulling tokens when the client goes
             return StreamingResponse(
                 sse(job), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
             )
-        return await run_in_threadpool(collect, job)
+        return await while_connected(request, job.cancel, collect, job)
 
     @app.post("/v1/score")
     async def score(body: ScoreRequest):
@@ -262,6 +303,24 @@ def create_app(config: ServeConfig) -> FastAPI:
     return app
 
 
+async def while_connected(request: Request, cancel: threading.Event, work: Callable, *args):
+    """``work(*args)`` in a worker thread, with ``cancel`` set if the client disconnects meanwhile (the
+    body has been read by then, so the next message the server has for this request is the disconnect,
+    or the end of the answer)."""
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        cancel.set()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch)
+        try:
+            return await run_in_threadpool(work, *args)
+        finally:
+            tasks.cancel_scope.cancel()
+
+
 class FairGate:
     """``slots`` places, given in the order they were asked for. (A plain ``threading.Semaphore`` lets
     the thread that has just released it take it straight back, so a long generation would starve the
@@ -272,40 +331,32 @@ class FairGate:
         self._free = slots
         self._queue: collections.deque[object] = collections.deque()
 
-    def __enter__(self) -> None:
+    def acquire(self, cancel: threading.Event | None = None) -> bool:
+        """Wait for a slot; ``False`` (and no slot) if ``cancel`` is set first."""
         ticket = object()
         with self._cond:
             self._queue.append(ticket)
             while self._queue[0] is not ticket or not self._free:
-                self._cond.wait()
+                if cancel is not None and cancel.is_set():  # gone while in line: leave the line
+                    self._queue.remove(ticket)
+                    self._cond.notify_all()
+                    return False
+                self._cond.wait(None if cancel is None else 0.1)
             self._queue.popleft()
             self._free -= 1
             self._cond.notify_all()  # the next in line may take a free slot too
+        return True
 
-    def __exit__(self, *exc) -> None:
+    def release(self) -> None:
         with self._cond:
             self._free += 1
             self._cond.notify_all()
 
+    def __enter__(self) -> None:
+        self.acquire()
 
-class BodyLimit:
-    """ASGI middleware: a POST must say its size (Content-Length), and the size must be within ``limit``."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            size = dict(scope["headers"]).get(b"content-length")
-            refusal = None
-            if size is None:
-                refusal = error(411, "send a Content-Length header")
-            elif not size.isdigit() or int(size) > self.limit:
-                refusal = error(413, f"request body over {self.limit:,} bytes")
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def inspection(name: str, found: xray.Activations, top: int, units: list[int]) -> dict:
@@ -339,6 +390,8 @@ class Generation:
     form: PoemForm | None
     sampling: SamplingConfig
     gate: FairGate
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """Set when the client has gone: the generation stops at its next burst."""
 
 
 def prepare_generation(served: Served, body: GenerateRequest, gate: FairGate) -> Generation:
@@ -352,7 +405,10 @@ def prepare_generation(served: Served, body: GenerateRequest, gate: FairGate) ->
     if not prime_ids:  # start from a line break when the model knows one, else from its first token
         newline = vocab.id_of("\n")
         prime_ids = [newline if newline is not None else 0]
-    sampling = SamplingConfig(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p)
+    try:
+        sampling = SamplingConfig(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p)
+    except UsageError as exc:  # a value out of range, like the field checks': 422
+        raise HTTPException(422, str(exc).removeprefix("--")) from None
     return Generation(served, body, prime_ids, form, sampling, gate)
 
 
@@ -379,13 +435,17 @@ def tokens_of(job: Generation) -> Iterator[dict]:
     text, done = "", False
     while not done:
         burst: list[tuple[int, torch.Tensor | None]] = []
-        with job.gate:
+        if not job.gate.acquire(job.cancel):
+            return
+        try:
             for _ in range(BURST):
-                token = next(stream, None)
+                token = None if job.cancel.is_set() else next(stream, None)
                 if token is None:
                     done = True
                     break
                 burst.append((int(token[0]), seen.pop()[0] if observe is not None else None))
+        finally:
+            job.gate.release()
         for token_id, logits in burst:
             piece = decode(token_id)
             event: dict = {"text": piece, "token": xray.token_label(vocab, token_id)}
@@ -427,6 +487,11 @@ def sse(job: Generation) -> Iterator[str]:
             yield f"event: token\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
     except RnnkitError as exc:  # the request was checked before the stream began; this is a safety net
         yield f"event: error\ndata: {json.dumps({'error': str(exc)})}\n\n"
+        return
+    except Exception:  # the answer has begun (200): the failure can only travel as an event
+        log.exception("generate stream of %s failed", job.served.name)
+        message = "internal error: the generation failed (details in the server's log)"
+        yield f"event: error\ndata: {json.dumps({'error': message})}\n\n"
         return
     done = {
         "model": job.served.name,
