@@ -14,6 +14,22 @@ is trained first (the tiny preset, 300 steps, on the embedded python-stdlib corp
 
     .venv/bin/python bench/serve_load.py [--run RUN] [--requests 2000] [--concurrency 32]
 
+``--abuse`` measures the well-behaved ``generate`` load (``--length`` 20 by default there) twice: alone,
+then beside attackers, all on 127.0.0.1, bounded in count and time:
+
+- abandoned generations: clients that ask for 10,000 characters (half of them streamed) and hang up
+  after 50 ms, 8 at a time, until the well-behaved load is done (at most ``--abandoned``);
+- half-sent heads: ``--half-open`` sockets that send part of a request line and stall (the server
+  should answer 408 and close each after its 10 s header deadline; they give up after 15 s);
+- mixed bodies: ``Content-Length: 20`` with a chunked body of 20 MB (413 once 1 MB has come; the
+  client reports how much it could send), the same with a 30-byte body (400: it is not 20 bytes), a
+  chunked body with no length (411), and a declared length over the limit (413 before any body).
+
+It prints the well-behaved clients' errors (each kind counted, the first few shown) and p50/p99
+latency in both runs, what each kind of attacker got, and the server's peak memory.
+
+    .venv/bin/python bench/serve_load.py --abuse --requests 300 --concurrency 8
+
 Not a test: it prints its figures and one JSON object.
 """
 
@@ -21,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import json
 import socket
 import statistics
@@ -96,10 +114,194 @@ async def load(url: str, kind: str, total: int, concurrency: int, length: int) -
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
     return {
         "kind": kind, "requests": total, "concurrency": concurrency, "errors": len(errors),
+        "error_kinds": dict(collections.Counter(e.split(" ", 1)[0].split("(", 1)[0] for e in errors)),
         "first_errors": errors[:3], "p50_ms": round(pick(0.50), 1), "p90_ms": round(pick(0.90), 1),
         "p99_ms": round(pick(0.99), 1), "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
         "requests_per_s": round(total / wall, 1), "wall_s": round(wall, 2),
     }  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------------------
+# --abuse: attackers beside the well-behaved load
+
+
+def post_bytes(path: str, payload: dict) -> bytes:
+    body = json.dumps(payload).encode()
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+async def until_closed(reader: asyncio.StreamReader, began: asyncio.Event | None = None) -> bytes:
+    out = b""
+    try:
+        while chunk := await reader.read(65536):
+            out += chunk
+            if began is not None:
+                began.set()
+    except ConnectionError:
+        pass
+    return out
+
+
+def status_of(raw: bytes) -> str:
+    parts = raw.split(b" ", 2)
+    return parts[1].decode("latin-1") if len(parts) > 1 and raw.startswith(b"HTTP/") else "closed"
+
+
+async def abandoned(port: int, done: asyncio.Event, most: int) -> dict:
+    """Long generations whose clients hang up after 50 ms, 8 at a time, until ``done`` (or ``most``)."""
+    count = 0
+
+    async def one(i: int) -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = {"prime": "def ", "length": 10_000, "seed": i, "stream": i % 2 == 1}
+        writer.write(post_bytes("/v1/generate", body))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()  # gone, without reading a byte
+
+    async def client(first: int) -> None:
+        nonlocal count
+        i = first
+        while not done.is_set() and count < most:
+            count += 1
+            with contextlib.suppress(OSError):  # the server may refuse a connection: go on
+                await one(i)
+            i += 8
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(client(k) for k in range(8)))
+    return {"abandoned": count}
+
+
+async def half_open(port: int, count: int, hold: float) -> dict:
+    """Sockets that send part of a request line and stall; how the server ends them, and when."""
+
+    async def one() -> tuple[str, float | None]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v1/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+        started = time.perf_counter()
+        try:
+            raw = await asyncio.wait_for(until_closed(reader), hold)
+            return status_of(raw), time.perf_counter() - started
+        except TimeoutError:
+            return "still open", None
+        finally:
+            writer.close()
+
+    found = await asyncio.gather(*(one() for _ in range(count)))
+    seconds = sorted(t for _, t in found if t is not None)
+    return {
+        "half_open": count,
+        "outcomes": dict(collections.Counter(status for status, _ in found)),
+        "closed_after_s": round(seconds[len(seconds) // 2], 2) if seconds else None,
+    }
+
+
+async def mixed_bodies(port: int, rounds: int, big: int) -> dict:
+    """Length headers that lie or are missing, and bodies past the limit."""
+
+    async def send(head: str, body_chunks: int, piece: bytes, tail: bytes = b"") -> tuple[str, int]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        began = asyncio.Event()
+        answer = asyncio.ensure_future(until_closed(reader, began))
+        sent = 0
+        try:
+            writer.write(head.encode())
+            for _ in range(body_chunks):
+                if began.is_set():  # answered: a client that kept writing would only reset the connection
+                    break
+                writer.write(piece)
+                await writer.drain()
+                sent += len(piece)
+            writer.write(tail)
+            await writer.drain()
+        except OSError:  # the server closed the connection while we sent: what it should do
+            pass
+        try:
+            raw = await asyncio.wait_for(answer, 15)
+        except TimeoutError:
+            raw = b"timeout"
+        writer.close()
+        return status_of(raw), sent
+
+    base = "POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    both = base + "Content-Length: 20\r\nTransfer-Encoding: chunked\r\n\r\n"
+    piece = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+    small = b'{"text": "the cat sat on it"}'
+    kinds = {
+        "length 20 + chunked 20 MB": (both, big // 65536, piece, b"0\r\n\r\n"),
+        "length 20 + chunked 30 B": (both, 1, f"{len(small):x}\r\n".encode() + small + b"\r\n", b"0\r\n\r\n"),
+        "chunked, no length": (base + "Transfer-Encoding: chunked\r\n\r\n", 16, piece, b"0\r\n\r\n"),
+        "length 50 MB": (base + "Content-Length: 50000000\r\n\r\n", 16, b"x" * 65536),
+    }
+    out = {}
+    for name, (head, chunks, body, *tail) in kinds.items():
+        results = [await send(head, chunks, body, *tail) for _ in range(rounds)]
+        out[name] = {
+            "answers": dict(collections.Counter(status for status, _ in results)),
+            "most_sent_mb": round(max(sent for _, sent in results) / 1e6, 2),
+        }
+    return out
+
+
+def memory_mb(pid: int, field: str = "VmHWM") -> float | None:
+    """The server's peak (VmHWM) or present (VmRSS) resident memory, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+async def under_abuse(url: str, port: int, args: argparse.Namespace) -> tuple[dict, dict]:
+    done = asyncio.Event()
+
+    async def well_behaved() -> dict:
+        try:
+            return await load(url, "generate", args.requests, args.concurrency, args.length)
+        finally:
+            done.set()
+
+    found = await asyncio.wait_for(
+        asyncio.gather(
+            well_behaved(),
+            abandoned(port, done, args.abandoned),
+            half_open(port, args.half_open, 15),
+            mixed_bodies(port, 3, 20_000_000),
+        ),
+        timeout=args.abuse_seconds,
+    )
+    row, gone, half, bodies = found
+    return row, {**gone, **half, "bodies": bodies}
+
+
+def print_row(label: str, row: dict) -> None:
+    print(f"{label:22} {row['requests']:>8} {row['concurrency']:>5} {row['errors']:>6} {row['p50_ms']:>8} "
+          f"{row['p99_ms']:>8} {row['requests_per_s']:>8}", flush=True)  # fmt: skip
+    if row["errors"]:
+        print(f"  errors: {row['error_kinds']}; first: {row['first_errors']}")
+
+
+def abuse_run(url: str, port: int, server: subprocess.Popen, args: argparse.Namespace) -> None:
+    print(f"well-behaved: POST /v1/generate of {args.length} characters, {args.concurrency} in flight")
+    print(f"{'run':22} {'requests':>8} {'conc':>5} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    alone = asyncio.run(load(url, "generate", args.requests, args.concurrency, args.length))
+    print_row("alone", alone)
+    before = memory_mb(server.pid)
+    beside, attacks = asyncio.run(under_abuse(url, port, args))
+    print_row("beside the abuse", beside)
+    print(f"abandoned generations (10,000 characters, hung up after 50 ms): {attacks['abandoned']}")
+    print(f"half-sent heads: {attacks['half_open']}, ended by the server as {attacks['outcomes']} "
+          f"after {attacks['closed_after_s']} s (median)")  # fmt: skip
+    for name, result in attacks["bodies"].items():
+        print(f"{name:26} answers {result['answers']}, at most {result['most_sent_mb']} MB sent")
+    peak = memory_mb(server.pid)
+    print(f"server peak memory (VmHWM): {before} MB before the abuse, {peak} MB after")
+    print(json.dumps({"machine": machine(), "alone": alone, "beside_abuse": beside, "attacks": attacks,
+                      "server_peak_mb_before": before, "server_peak_mb": peak}))  # fmt: skip
 
 
 def main() -> None:
@@ -107,10 +309,16 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="a trained run folder (default: train a tiny one)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--length", type=int, default=100, help="characters per generate request")
+    parser.add_argument("--length", type=int, help="characters per generate request (100; 20 with --abuse)")
     parser.add_argument("--kinds", default="healthz,generate,score")
     parser.add_argument("--workers", type=int, default=1, help="rnnkit serve --workers")
+    parser.add_argument("--abuse", action="store_true", help="the generate load alone, then beside attackers")
+    parser.add_argument("--abandoned", type=int, default=400, help="--abuse: most abandoned generations")
+    parser.add_argument("--half-open", type=int, default=64, help="--abuse: sockets sending half a request")
+    parser.add_argument("--abuse-seconds", type=float, default=120, help="--abuse: give up after this long")
     args = parser.parse_args()
+    if args.length is None:
+        args.length = 20 if args.abuse else 100
     work = Path(tempfile.mkdtemp(prefix="rnnkit-serve-load-"))
     run = args.run or train_small(work)
     print(f"# {machine()}; model {run}")
@@ -135,6 +343,9 @@ def main() -> None:
                 if server.poll() is not None or time.monotonic() > deadline:
                     sys.exit(f"the server did not start: {server.stderr.read() if server.stderr else ''}")
                 time.sleep(0.2)
+        if args.abuse:
+            abuse_run(url, port, server, args)
+            return
         rows = []
         head = f"{'endpoint':9} {'requests':>8} {'conc':>5} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8}"
         print(f"{head} {'p99 ms':>8} {'req/s':>8}")

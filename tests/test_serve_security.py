@@ -21,6 +21,7 @@ from tests.helpers import live_server, served_run
 from rnnkit.cli import main
 from rnnkit.serve import ServeConfig, create_app
 from rnnkit.serve import server as serve_server
+from rnnkit.serve.app import FairGate
 from rnnkit.serve.guards import PAGE_POLICY, host_name
 from rnnkit.serve.server import exposure_warning, is_loopback, uvicorn_config
 
@@ -280,15 +281,16 @@ def test_the_playground_works_under_its_policy(run):
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
         try:
             page = browser.new_page()
+            page.set_default_timeout(60_000)  # two cores, shared: be patient, the assertions are below
             console: list[str] = []
             page.on("console", lambda message: console.append(message.text))
             page.on("pageerror", lambda exc: console.append(str(exc)))
             response = page.goto(url)
             assert response is not None and response.headers["content-security-policy"] == PAGE_POLICY
-            page.locator("#status", has_text="ready").wait_for(timeout=20_000)
+            page.locator("#status", has_text="ready").wait_for()
             page.fill("#length", "60")
             page.click("#generate")
-            page.wait_for_selector("#output[data-state=done]", timeout=30_000)
+            page.wait_for_selector("#output[data-state=done]")
             page.locator("#output .tok.gen").nth(3).hover()
             page.wait_for_selector("#candidates .bar")
             width = page.eval_on_selector("#candidates .bar", "e => e.style.width")  # set from script
@@ -305,7 +307,8 @@ def test_the_playground_works_under_its_policy(run):
 # 4. a generation whose client has gone stops
 
 
-def test_an_abandoned_generation_stops(run):
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_abandoned_generation_stops(run, stream):
     app = create_app(ServeConfig(runs=[f"tiny={run}"]))
     model = app.state.models["tiny"].model
     steps = 0
@@ -318,7 +321,7 @@ def test_an_abandoned_generation_stops(run):
         return real_step(*args)
 
     model.step = counted_step
-    request = post_bytes("/v1/generate", {"prime": "the", "length": 10_000, "seed": 0})
+    request = post_bytes("/v1/generate", {"prime": "the", "length": 10_000, "seed": 0, "stream": stream})
     with guarded_server(app) as port:
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(request)
@@ -337,6 +340,22 @@ def test_an_abandoned_generation_stops(run):
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(post_bytes("/v1/generate", {"prime": "a", "length": 3}, close=True))
             assert answer(read_all(sock, 10))[0] == 200
+
+
+def test_a_request_that_leaves_while_in_line_gives_up_its_place():
+    gate = FairGate(1)
+    gate.acquire()  # a long generation holds the only slot
+    cancel, outcome = threading.Event(), []
+    waiter = threading.Thread(target=lambda: outcome.append(gate.acquire(cancel)))
+    waiter.start()
+    time.sleep(0.2)
+    assert waiter.is_alive()  # in line
+    cancel.set()  # its client has gone
+    waiter.join(timeout=2)
+    assert outcome == [False] and not waiter.is_alive()
+    gate.release()
+    assert gate.acquire(threading.Event())  # the line is not stuck behind the ticket that left
+    gate.release()
 
 
 # -------------------------------------------------------------------------------------------------
@@ -387,6 +406,20 @@ def test_half_sent_requests_are_dropped(run):
         again.sendall(b"GET /healthz HTTP/1.1\r\nHo")
         began = time.monotonic()
         assert answer(read_all(again, 5))[0] == 408 and time.monotonic() - began < 2
+
+
+def test_a_malformed_or_oversized_head_gets_a_json_400(run):
+    with guarded_server(create_app(ServeConfig(runs=[str(run)])), max_header=4_096) as port:
+        for request in (
+            # a head still unfinished past max_header bytes (the rest is never sent)
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 5_000,
+            b"NOT HTTP AT ALL\r\n\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(request)
+                status, headers, body = answer(read_all(sock, 5))
+            assert status == 400 and headers["content-type"] == "application/json"
+            assert json.loads(body)["error"].startswith("invalid HTTP request")
 
 
 # -------------------------------------------------------------------------------------------------

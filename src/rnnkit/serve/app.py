@@ -37,7 +37,7 @@ from typing import Annotated, Literal
 import anyio
 import torch
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -258,9 +258,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def generate(body: GenerateRequest, request: Request):
         served = pick(body.model)
         job = prepare_generation(served, body, gate)  # checks everything before a stream starts
-        if body.stream:  # Starlette stops pulling tokens when the client goes
+        if body.stream:
             return StreamingResponse(
-                sse(job), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+                streamed(job), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
             )
         return await while_connected(request, job.cancel, collect, job)
 
@@ -319,6 +319,16 @@ async def while_connected(request: Request, cancel: threading.Event, work: Calla
             return await run_in_threadpool(work, *args)
         finally:
             tasks.cancel_scope.cancel()
+
+
+async def streamed(job: Generation):
+    """The events of :func:`sse`, pulled in worker threads. When the client goes, Starlette stops pulling
+    and cancels this, which tells a generation still waiting for its turn to leave the line."""
+    try:
+        async for event in iterate_in_threadpool(sse(job)):
+            yield event
+    finally:
+        job.cancel.set()
 
 
 class FairGate:
