@@ -474,3 +474,4 @@ def test_which_addresses_are_loopback():
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.5", "box.lan"))
     assert exposure_warning("127.0.0.1", 8000, []) is None
     assert "no authentication" in exposure_warning("192.168.1.5", 8000, ["192.168.1.5"])
+    assert "whatever their Host header" in exposure_warning("0.0.0.0", 8000, ["*"])

@@ -83,6 +83,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     """Address :func:`rnnkit.serve.server.serve` binds; anything but loopback exposes the API."""
     port: int = 8000
+    """TCP port :func:`rnnkit.serve.server.serve` listens on."""
     header_timeout: float = 10.0
     """Seconds a request's head (request line and headers) may take to arrive; then the connection
     is closed."""

@@ -41,12 +41,15 @@ def exposure_warning(host: str, port: int, hosts: list[str]) -> str | None:
     """What to tell the operator when ``host`` is not a loopback address (``None`` when it is)."""
     if is_loopback(host):
         return None
-    names = ", ".join([*LOOPBACK_NAMES, *hosts])
+    if "*" in hosts:
+        answered = "requests are answered whatever their Host header names (--allow-host '*')"
+    else:
+        names = ", ".join([*LOOPBACK_NAMES, *hosts])
+        answered = f"requests are answered only when their Host header is one of: {names} (--allow-host adds)"
     return (
         f"listening on {host}:{port}, which is not a loopback address: anyone who can reach this machine "
         f"on port {port} can use the API and the playground (generate, score and inspect with the served "
-        f"models, using its CPU or GPU); there is no authentication and no TLS. Requests are answered only "
-        f"when their Host header is one of: {names} (add names with --allow-host)"
+        f"models, using its CPU or GPU); there is no authentication and no TLS; {answered}"
     )
 
 
