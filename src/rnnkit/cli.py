@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
 from rnnkit.errors import DataError, RnnkitError, UsageError
+from rnnkit.train.rundir import refuse_if_busy
 
 app = typer.Typer(
     name="rnnkit",
@@ -66,6 +67,14 @@ LrOpt = Annotated[float | None, Opt(help="Peak learning rate (AdamW).")]
 MaxStepsOpt = Annotated[int | None, Opt(help="Stop after this many steps (0: no limit).")]
 ThreadsOpt = Annotated[int | None, Opt(help="CPU threads (0: torch's default).")]
 CheckpointOpt = Annotated[str, Opt(help="best or last.")]
+TrustBackboneOpt = Annotated[
+    str,
+    Opt(
+        "--backbone",
+        help="The external backbone (package.module:factory) the run was trained with: a run folder never "
+        "names code that loading imports, so you name it yourself, and only if you trust it.",
+    ),
+]
 EncodingOpt = Annotated[str, Opt(help="Text encoding of the files.")]
 OutOpt = Annotated[Path | None, Opt("--out", "-o", help="Run folder.")]
 NumLayersOpt = Annotated[int | None, Opt(help="Stacked layers.")]
@@ -179,6 +188,7 @@ def train(
     if resume is not None:
         if data or (out is not None and out != resume):
             raise UsageError("--resume: give the run folder only, no DATA or other --out")
+        refuse_if_busy(resume)
         config = override(lm.saved_config(resume), assignments)
         target = resume
     else:
@@ -410,6 +420,7 @@ def _train_task(
     if resume is not None:
         if data is not None or (out is not None and out != resume):
             raise UsageError("--resume: give the run folder only, no DATA or other --out")
+        refuse_if_busy(resume)
         config = override(saved(resume), assignments)
         target = resume
     else:
@@ -1201,6 +1212,7 @@ def caption_eval(
     ] = False,
     grid: Annotated[Path | None, Opt(help="Save a PNG page of the first 12 pictures and captions.")] = None,
     checkpoint: CheckpointOpt = "best",
+    backbone: TrustBackboneOpt = "",
 ) -> None:
     """Corpus BLEU-1..4 (sacrebleu, 0-100) on the held-out pictures against all their captions."""
     import time
@@ -1210,7 +1222,7 @@ def caption_eval(
     _setup_logging()
     if split not in ("test", "val") or beam < 1:
         raise UsageError("--split: test or val; --beam: 1 or more")
-    loaded = cap.load_captioner(run, checkpoint)
+    loaded = cap.load_captioner(run, checkpoint, backbone=backbone)
     config = loaded.config
     config.data.images, config.data.captions = str(images), str(captions)
     found, train_names, val_names, test_names = cap.prepare(config)
@@ -1260,6 +1272,7 @@ def caption_predict(
     files: Annotated[list[Path], typer.Argument(help="Pictures (PNG, JPEG...).")],
     beam: Annotated[int, Opt(help="Beam width (1: greedy).")] = 1,
     checkpoint: CheckpointOpt = "best",
+    backbone: TrustBackboneOpt = "",
 ) -> None:
     """Print one caption per picture (with several pictures, NAME<TAB>CAPTION)."""
     from rnnkit.tasks.caption import load_captioner
@@ -1267,7 +1280,7 @@ def caption_predict(
     _setup_logging()
     if beam < 1:
         raise UsageError("--beam: 1 or more")
-    loaded = load_captioner(run, checkpoint)
+    loaded = load_captioner(run, checkpoint, backbone=backbone)
     for path, text in zip(files, loaded.describe(files, beam), strict=True):
         print(text if len(files) == 1 else f"{path}\t{text}")
 

@@ -39,20 +39,21 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import check_rnn_fields, to_dict
+from rnnkit.config import check_rnn_fields, from_dict, to_dict
 from rnnkit.data.buckets import BucketStream, pad
 from rnnkit.data.images import Captions, WordVocab, load_image, read_captions
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.generate import select_state
 from rnnkit.nn import Recurrent
+from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
     load_weights,
-    prepare_run_dir,
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
+from rnnkit.train.rundir import RunFolder
 
 log = logging.getLogger("rnnkit")
 TASK = "caption"
@@ -554,26 +555,32 @@ def prepare(config: CaptionConfig) -> tuple[Captions, list[str], list[str], list
 def train_captioner(
     config: CaptionConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
 ) -> dict:
+    out = Path(out)
+    with RunFolder(out, force=force, resume=resume) as run:
+        return _train_captioner(config, out, run, resume=resume, progress=progress)
+
+
+def _train_captioner(config, out: Path, run: RunFolder, *, resume: bool, progress: bool) -> dict:
     from rnnkit.train.trainer import fit_task
 
-    out = Path(out)
     d, size = config.data, config.model.image_size
     captions, train_names, val_names, test_names = prepare(config)
-    if resume:
-        vocab = WordVocab(load_checkpoint(out, "last", task=TASK).config["vocab"])
+    loaded = load_checkpoint(out, "last", task=TASK) if resume else None
+    if loaded is not None:
+        trust_backbone(from_dict(CaptionConfig, loaded.config["config"]).model, config.model.backbone, out)
+        vocab = saved_vocab(loaded)
     else:
         vocab = WordVocab.build([c for n in train_names for c in captions.captions[n]], d.min_count)
     train = load_split(Path(d.images), train_names, captions, size)
     val = load_split(Path(d.images), val_names, captions, size)
     task = CaptionTask(config, train, val, vocab)
-    if not resume:
-        prepare_run_dir(out, force)
     log.info(
         "data: %d training, %d validation, %d test pictures; %d training captions; vocabulary of %d words",
         len(train_names), len(val_names), len(test_names), len(task.pairs), len(vocab),
     )  # fmt: skip
     torch.manual_seed(config.train.seed)
-    model = Captioner(len(vocab), config.model)
+    model = build_checked(lambda: Captioner(len(vocab), config.model), checkpoint=loaded)
+    run.commit()
     return fit_task(model, task, config.train, out, resume=resume, progress=progress)
 
 
@@ -590,17 +597,40 @@ class LoadedCaptioner:
 
 
 def saved_caption_config(run_dir: Path) -> CaptionConfig:
-    return task_config(run_dir, "last", TASK, CaptionConfig, "a captioner")[1]
+    """The config to resume a run with; an external backbone is left for the caller to name again
+    (see :func:`trust_backbone`)."""
+    config = task_config(run_dir, "last", TASK, CaptionConfig, "a captioner")[1]
+    config.model.backbone = ""
+    return config
 
 
-def load_captioner(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedCaptioner:
-    loaded, config = task_config(run_dir, which, TASK, CaptionConfig, "a captioner")
+def saved_vocab(loaded) -> WordVocab:
     try:
-        vocab = WordVocab(loaded.config["vocab"])
-    except (KeyError, TypeError) as exc:
+        return WordVocab(loaded.config["vocab"])
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{loaded.folder}: config.json lacks the vocabulary ({exc})") from None
+
+
+def trust_backbone(model: CaptionModelConfig, given: str, where: Path) -> None:
+    """A checkpoint never names code that loading runs: a run trained with an external ``backbone``
+    (code that its config names) is rebuilt only when the caller names that same backbone itself."""
+    if model.backbone and given != model.backbone:
+        raise CheckpointError(
+            f"{where}: trained with the external backbone {model.backbone!r}; loading never imports code "
+            "that a run folder names: pass --backbone with that value yourself if you trust it"
+        )
+
+
+def load_captioner(
+    run_dir: Path, which: str = "best", device: str = "cpu", backbone: str = ""
+) -> LoadedCaptioner:
+    """A trained captioner; ``backbone``: the external backbone it was trained with, named by the caller
+    (see :func:`trust_backbone`)."""
+    loaded, config = task_config(run_dir, which, TASK, CaptionConfig, "a captioner")
+    vocab = saved_vocab(loaded)
+    trust_backbone(config.model, backbone, loaded.folder)
     config.model.backbone_weights = ""  # the checkpoint holds every weight; the file is not needed again
-    model = Captioner(len(vocab), config.model)
+    model = build_checked(lambda: Captioner(len(vocab), config.model), checkpoint=loaded)
     load_weights(model, loaded)
     model.to(device).eval()
     return LoadedCaptioner(model, vocab, config, loaded.name)

@@ -39,10 +39,11 @@ best checkpoint by its own validation accuracy. Predictions average the members'
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import os
 import random
+import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,18 +58,21 @@ from rnnkit.data.table import Table, TokenVocab, bigram_keys, choose_tokens, rea
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.nn import LSTMState, Recurrent
 from rnnkit.nn.bigrams import embed_with_bigrams
+from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
     ENSEMBLE_FILE,
     FORMAT_VERSION,
-    MANIFEST,
     STAGES,
+    atomic_write_json,
+    has_checkpoint,
     load_checkpoint,
     load_weights,
-    prepare_run_dir,
     read_metrics,
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
+from rnnkit.train.rundir import RunFolder
+from rnnkit.train.safefiles import read_json_file
 
 log = logging.getLogger("rnnkit")
 TASK = "classify"
@@ -529,16 +533,22 @@ def train_classifier(
 ) -> dict:
     if config.members > 1:
         return train_ensemble(config, Path(out), force=force, resume=resume, progress=progress)
+    out = Path(out)
+    with RunFolder(out, force=force, resume=resume) as run:
+        return _train_one(config, out, run, resume=resume, progress=progress)
+
+
+def _train_one(config: ClassifierConfig, out: Path, run: RunFolder, *, resume: bool, progress: bool) -> dict:
     from rnnkit.train.trainer import fit_task
 
-    out = Path(out)
     train_table, val_table = load_tables(config)
     d, p = config.data, config.pretrain
     pretraining = out / PRETRAIN
     classifying = not (resume and stopped_in_pretraining(out))
+    loaded = None
     if resume:
-        saved = load_checkpoint(out if classifying else pretraining, "last", task=TASK).config
-        inputs, labels = saved_inputs(saved, d), saved["labels"]
+        loaded = load_checkpoint(out if classifying else pretraining, "last", task=TASK)
+        inputs, labels = saved_inputs(loaded.config, d), loaded.config["labels"]
     else:
         kind = config.data.tokens if config.data.tokens != "auto" else choose_tokens(train_table.texts)
         labels = sort_labels(set(train_table.labels))
@@ -555,8 +565,6 @@ def train_classifier(
     train = encode_rows(train_table, inputs, labels, d.train)
     val = encode_rows(val_table, inputs, labels, d.val or d.train)
     task = ClassifyTask(config, train, val, inputs, labels)
-    if not resume:
-        prepare_run_dir(out, force)
     log.info(
         "data: %s training and %s validation rows, %d labels (%s), %s tokens, vocabulary of %s%s",
         f"{len(train.ids):,}",
@@ -568,7 +576,11 @@ def train_classifier(
         f", {len(inputs.bigrams):,} bigrams" if inputs.bigrams is not None else "",
     )
     torch.manual_seed(config.train.seed)
-    model = SequenceClassifier(len(inputs.vocab), len(labels), config.model, bigram_vocab(inputs))
+    model = build_checked(
+        lambda: SequenceClassifier(len(inputs.vocab), len(labels), config.model, bigram_vocab(inputs)),
+        checkpoint=loaded if classifying else None,
+    )
+    run.commit()
     budget = config.train
     if p.on:
         if budget.max_minutes and p.minutes:
@@ -610,11 +622,16 @@ def member_config(config: ClassifierConfig, index: int) -> ClassifierConfig:
 
 
 def has_started(run_dir: Path) -> bool:
-    return (run_dir / MANIFEST).exists() or stopped_in_pretraining(run_dir)
+    return has_checkpoint(run_dir) or stopped_in_pretraining(run_dir)
 
 
 def train_ensemble(config: ClassifierConfig, out: Path, *, force: bool, resume: bool, progress: bool) -> dict:
     """Train the members one after another (a resumed run goes on from the member it stopped in)."""
+    with RunFolder(out, force=force, resume=resume) as run:
+        return _train_members(config, out, run, resume=resume, progress=progress)
+
+
+def _train_members(config: ClassifierConfig, out: Path, run: RunFolder, *, resume: bool, progress: bool):
     names = member_names(config.members)
     if resume:
         saved = read_ensemble(out)
@@ -622,11 +639,10 @@ def train_ensemble(config: ClassifierConfig, out: Path, *, force: bool, resume: 
             raise UsageError(
                 f"--resume: {out} is an ensemble of {len(saved['members'])}; members cannot change"
             )
-    else:
-        prepare_run_dir(out, force)
+    run.commit()
     # written first, so that a run stopped in its first member is already resumable as an ensemble
     record = {"format_version": FORMAT_VERSION, "task": TASK, "members": names, "config": to_dict(config)}
-    (out / ENSEMBLE_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    atomic_write_json(out / ENSEMBLE_FILE, record)
     found: list[dict] = []
     for index, name in enumerate(names):
         log.info("ensemble member %d of %d (seed %d) in %s", index + 1, len(names),
@@ -661,16 +677,18 @@ def train_ensemble(config: ClassifierConfig, out: Path, *, force: bool, resume: 
 def read_ensemble(run_dir: Path) -> dict:
     """An ensemble run's ``ensemble.json``, checked; a one-line error when it is not one."""
     path = Path(run_dir) / ENSEMBLE_FILE
+    if not os.path.lexists(path):
+        raise CheckpointError(f"{run_dir}: no {ENSEMBLE_FILE} (not an ensemble run folder)")
+    record = read_json_file(path, "ensemble record")
     try:
-        record = json.loads(path.read_text("utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
         names, config = record["members"], record["config"]
         if record.get("task") != TASK or not isinstance(names, list) or not isinstance(config, dict):
             raise ValueError("not a classifier ensemble")
-        if not all(isinstance(n, str) and n and "/" not in n and "\\" not in n and n != ".." for n in names):
-            raise ValueError("member names must be sub-folder names")
-    except FileNotFoundError:
-        raise CheckpointError(f"{run_dir}: no {ENSEMBLE_FILE} (not an ensemble run folder)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        if not all(isinstance(n, str) and re.fullmatch(r"member-[0-9]+", n) for n in names):
+            raise ValueError("member names must be member-1, member-2, ...")
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a classifier ensemble record ({exc})") from None
     return record
 
@@ -721,7 +739,7 @@ class LoadedClassifier:
 
 def stopped_in_pretraining(run_dir: Path) -> bool:
     """Whether a run was stopped during its pre-training: checkpoints there, none of its own yet."""
-    return not (run_dir / MANIFEST).exists() and (run_dir / PRETRAIN / MANIFEST).exists()
+    return not has_checkpoint(run_dir) and has_checkpoint(run_dir / PRETRAIN)
 
 
 def saved_classifier_config(run_dir: Path) -> ClassifierConfig:
@@ -763,7 +781,7 @@ def load_classifier(
     if is_ensemble(run_dir):
         record = read_ensemble(run_dir)
         config, names = ensemble_config(run_dir, record), record["members"]
-        trained = [name for name in names if (run_dir / name / MANIFEST).exists()]
+        trained = [name for name in names if has_checkpoint(run_dir / name)]
         if not trained:
             raise CheckpointError(f"{run_dir}: no member of the ensemble has a checkpoint yet")
         if len(trained) < len(names):
@@ -784,7 +802,10 @@ def load_one_classifier(run_dir: Path, which: str = "best", device: str = "cpu")
         raise CheckpointError(
             f"{loaded.folder}: config.json lacks the vocabulary or labels ({exc})"
         ) from None
-    model = SequenceClassifier(len(inputs.vocab), len(labels), config.model, bigram_vocab(inputs))
+    model = build_checked(
+        lambda: SequenceClassifier(len(inputs.vocab), len(labels), config.model, bigram_vocab(inputs)),
+        checkpoint=loaded,
+    )
     load_weights(model, loaded)
     model.to(device).eval()
     return LoadedClassifier(model, inputs, labels, config, loaded.name)

@@ -38,14 +38,15 @@ from rnnkit.config import check_rnn_fields, to_dict
 from rnnkit.data.files import read_text_file
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.nn import LSTMState, Recurrent
+from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
     load_weights,
-    prepare_run_dir,
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
+from rnnkit.train.rundir import RunFolder
 
 log = logging.getLogger("rnnkit")
 TASK = "forecast"
@@ -494,24 +495,39 @@ def plot(result: dict, out: Path, title: str) -> None:
 def train_forecaster(
     config: ForecastConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
 ) -> dict:
+    out = Path(out)
+    with RunFolder(out, force=force, resume=resume) as run:
+        return _train_forecaster(config, out, run, resume=resume, progress=progress)
+
+
+def _train_forecaster(config, out: Path, run: RunFolder, *, resume: bool, progress: bool) -> dict:
     from rnnkit.train.trainer import fit_task
 
-    out = Path(out)
     d = config.data
     series = read_series(Path(d.path), d.column, d.inputs, d.date_column)
-    stats = load_checkpoint(out, "last", task=TASK).config["stats"] if resume else None
+    loaded = load_checkpoint(out, "last", task=TASK) if resume else None
+    stats = saved_stats(loaded) if loaded is not None else None
     prepared = prepare(series, d, stats)
     task = ForecastTask(config, prepared, series)
-    if not resume:
-        prepare_run_dir(out, force)
     log.info(
         "series: %d steps of %s (%s), season %d; %d training and %d validation windows",
         len(prepared.z), series.names[0], series.date_format or "no dates", prepared.season,
         len(task.train_ends), len(task.val_ends),
     )  # fmt: skip
     torch.manual_seed(config.train.seed)
-    model = Forecaster(prepared.inputs.shape[1], d.horizon, config.model)
+    model = build_checked(
+        lambda: Forecaster(prepared.inputs.shape[1], d.horizon, config.model), checkpoint=loaded
+    )
+    run.commit()
     return fit_task(model, task, config.train, out, resume=resume, progress=progress)
+
+
+def saved_stats(loaded) -> dict:
+    """The scaling statistics a checkpoint's config.json records."""
+    stats = loaded.config.get("stats")
+    if not isinstance(stats, dict) or not isinstance(stats.get("mean"), list):
+        raise CheckpointError(f"{loaded.folder}: config.json lacks the scaling statistics")
+    return stats
 
 
 def saved_forecast_config(run_dir: Path) -> ForecastConfig:
@@ -520,12 +536,10 @@ def saved_forecast_config(run_dir: Path) -> ForecastConfig:
 
 def load_forecaster(run_dir: Path, which: str = "best") -> LoadedForecaster:
     loaded, config = task_config(run_dir, which, TASK, ForecastConfig, "a forecaster")
-    try:
-        stats = loaded.config["stats"]
-        features = len(stats["mean"])
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{loaded.folder}: config.json lacks the scaling statistics ({exc})") from None
-    model = Forecaster(features, config.data.horizon, config.model)
+    stats = saved_stats(loaded)
+    model = build_checked(
+        lambda: Forecaster(len(stats["mean"]), config.data.horizon, config.model), checkpoint=loaded
+    )
     load_weights(model, loaded)
     model.eval()
     return LoadedForecaster(model, config, stats, loaded.name)

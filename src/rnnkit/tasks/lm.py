@@ -22,22 +22,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import check_rnn_fields, from_dict, to_dict
+from rnnkit.config import check_rnn_fields, to_dict
 from rnnkit.data.batching import StreamBatcher
 from rnnkit.data.corpus import STDLIB, EncodedCorpus
 from rnnkit.data.vocab import KINDS, Vocabulary
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.generate import SamplingConfig, sample
 from rnnkit.nn import LSTMState, Recurrent, Stepper
-from rnnkit.train.checkpoint import (
-    FORMAT_VERSION,
-    check_run_dir,
-    load_checkpoint,
-    load_weights,
-    prepare_run_dir,
-    task_config,
-)
+from rnnkit.train.build import build_checked
+from rnnkit.train.checkpoint import FORMAT_VERSION, load_weights, task_config
 from rnnkit.train.config import TrainConfig
+from rnnkit.train.rundir import RunFolder
 
 TASK = "lm"
 log = logging.getLogger("rnnkit")
@@ -473,7 +468,7 @@ def load_lm(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedLM
         vocab = Vocabulary.from_dict(loaded.config["vocab"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{loaded.folder}: config.json does not describe a model ({exc})") from None
-    model = build_model(config, len(vocab))
+    model = build_checked(lambda: build_model(config, len(vocab)), checkpoint=loaded)
     load_weights(model, loaded)
     model.to(device).eval()
     return LoadedLM(model, vocab, config, loaded.name)
@@ -508,25 +503,25 @@ def _barrier(world_size: int) -> None:
         dist.barrier()
 
 
-def _encode_then_commit(config: LMConfig, out: Path, force: bool, world_size: int) -> EncodedCorpus:
-    """Encode the corpus beside ``out`` and check that training can start; only then make the run folder.
+def _encode_then_commit(config: LMConfig, run: RunFolder, world_size: int) -> tuple[EncodedCorpus, CharLM]:
+    """Encode the corpus beside the run folder, check that training can start and build the model; only
+    then make the run folder this run's.
 
-    Bad input (a missing, empty or undecodable file, a corpus too small for one batch) therefore
-    leaves no trace, and ``--force`` replaces an old run only once the new one is known to start.
+    Bad input (a missing, empty or undecodable file, a corpus too small for one batch, a model too large
+    for memory) therefore leaves no trace, and ``--force`` replaces an old run only once the new one is
+    known to start.
     """
     import shutil
     import tempfile
 
     from rnnkit.data.corpus import encode_corpus, resolve_sources
-    from rnnkit.train.checkpoint import atomic_write_json
+    from rnnkit.train.checkpoint import atomic_write_json, record_file
 
-    check_run_dir(out, force)
+    out = run.path
     d = config.data
     docs = resolve_sources(d.sources)
-    anchor = out.parent
-    while not anchor.is_dir():  # stage on the same file system as the run folder, so rename works
-        anchor = anchor.parent
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=anchor))
+    # staged on the same file system as the run folder, so that rename works
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
         corpus = encode_corpus(
             docs,
@@ -541,7 +536,9 @@ def _encode_then_commit(config: LMConfig, out: Path, force: bool, world_size: in
         LMTask(config, corpus, world_size=world_size)  # raises if one batch cannot be filled
         info = {**corpus.to_dict(), "vocab": corpus.vocab.to_dict()}
         atomic_write_json(staging / "data" / "corpus.json", info)
-        prepare_run_dir(out, force)
+        torch.manual_seed(config.train.seed)
+        model = build_checked(lambda: build_model(config, len(corpus.vocab)))
+        run.commit(data={path.name: record_file(path) for path in sorted((staging / "data").iterdir())})
         os.replace(staging / "data", out / "data")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -553,7 +550,7 @@ def _encode_then_commit(config: LMConfig, out: Path, force: bool, world_size: in
         f"{corpus.val_tokens:,}",
         len(corpus.vocab),
     )
-    return EncodedCorpus.load(out / "data", corpus.vocab, info)
+    return EncodedCorpus.load(out / "data", corpus.vocab, info), model
 
 
 def saved_config(run_dir: Path) -> LMConfig:
@@ -577,30 +574,44 @@ def train_lm(
     With ``resume``, ``out`` must be a run folder and ``config`` its saved config (see
     :func:`saved_config`) with any training settings changed; the model and data settings must match.
     """
-    from rnnkit.train.checkpoint import read_manifest
-    from rnnkit.train.trainer import Trainer
+    from rnnkit.train.checkpoint import verify_data_files
 
     out = Path(out)
-    if resume:
-        manifest = read_manifest(out)
-        saved = load_checkpoint(out, "last", task=TASK).config
-        previous = from_dict(LMConfig, saved["config"])
-        if config.model != previous.model or config.data != previous.data:
-            raise UsageError(
-                "--resume: the model and data settings of a run cannot change; only training settings can"
-            )
-        vocab = Vocabulary.from_dict(saved["vocab"])
-        corpus = EncodedCorpus.load(out / "data", vocab, saved["corpus"])
-        log.info("resuming %s from %s", out, manifest["last"])
-    elif rank == 0:
-        corpus = _encode_then_commit(config, out, force, world_size)
-        _barrier(world_size)
-    else:  # DDP: rank 0 encodes the corpus into the run folder; the other ranks read it from there
-        _barrier(world_size)
-        info = json.loads((out / "data" / "corpus.json").read_text(encoding="utf-8"))
-        corpus = EncodedCorpus.load(out / "data", Vocabulary.from_dict(info["vocab"]), info)
-    torch.manual_seed(config.train.seed)
-    model = build_model(config, len(corpus.vocab))
+    with RunFolder(out, force=force, resume=resume, rank=rank) as run:
+        if resume:
+            loaded, previous = task_config(out, "last", TASK, LMConfig, "a run")
+            if config.model != previous.model or config.data != previous.data:
+                raise UsageError(
+                    "--resume: the model and data settings of a run cannot change; only training settings can"
+                )
+            verify_data_files(out)
+            vocab, corpus = _saved_corpus(out, loaded)
+            torch.manual_seed(config.train.seed)
+            model = build_checked(lambda: build_model(config, len(vocab)), checkpoint=loaded)
+            log.info("resuming %s from %s", out, loaded.name)
+        elif rank == 0:
+            corpus, model = _encode_then_commit(config, run, world_size)
+            _barrier(world_size)
+        else:  # DDP: rank 0 encodes the corpus into the run folder; the other ranks read it from there
+            _barrier(world_size)
+            info = json.loads((out / "data" / "corpus.json").read_text(encoding="utf-8"))
+            corpus = EncodedCorpus.load(out / "data", Vocabulary.from_dict(info["vocab"]), info)
+            torch.manual_seed(config.train.seed)
+            model = build_model(config, len(corpus.vocab))
+        return _fit_lm(config, out, corpus, model, resume, progress, rank, world_size, on_step)
+
+
+def _saved_corpus(out: Path, loaded) -> tuple[Vocabulary, EncodedCorpus]:
+    try:
+        vocab = Vocabulary.from_dict(loaded.config["vocab"])
+        return vocab, EncodedCorpus.load(out / "data", vocab, loaded.config["corpus"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{loaded.folder}: config.json does not describe the corpus ({exc})") from None
+
+
+def _fit_lm(config, out, corpus, model, resume, progress, rank, world_size, on_step) -> dict:
+    from rnnkit.train.trainer import Trainer
+
     task = LMTask(config, corpus, rank=rank, world_size=world_size, sample_seed=config.train.seed)
     trainer = Trainer(
         model, task, config.train, out, rank=rank, world_size=world_size, progress=progress, on_step=on_step

@@ -39,14 +39,15 @@ from rnnkit.data.buckets import BucketStream
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.nn import LSTMState, Pyramid
 from rnnkit.nn.cells import LSTMCell
+from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
     load_weights,
-    prepare_run_dir,
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
+from rnnkit.train.rundir import RunFolder
 
 log = logging.getLogger("rnnkit")
 TASK = "speech"
@@ -518,15 +519,20 @@ def apply_norm(features: list[Tensor], norm: dict) -> list[Tensor]:
 def train_speech(
     config: SpeechConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
 ) -> dict:
+    out = Path(out)
+    with RunFolder(out, force=force, resume=resume) as run:
+        return _train_speech(config, out, run, resume=resume, progress=progress)
+
+
+def _train_speech(config, out: Path, run: RunFolder, *, resume: bool, progress: bool) -> dict:
     from rnnkit.train.trainer import fit_task
 
-    out = Path(out)
     d = config.data
     found = list_fsdd(Path(d.wav_dir))
     train_u, val_u, test_u = split_fsdd(found, d.holdout_speaker, d.val_fraction, config.train.seed)
-    if resume:
-        saved = load_checkpoint(out, "last", task=TASK).config
-        chars, norm = CharTable(saved["chars"], saved["max_chars"]), saved.get("norm") or {}
+    loaded = load_checkpoint(out, "last", task=TASK) if resume else None
+    if loaded is not None:
+        chars, norm = saved_chars(loaded)
     else:
         chars, norm = CharTable.build([u.text for u in train_u]), {}
     train = featurise(train_u, config.features, chars)
@@ -535,8 +541,6 @@ def train_speech(
         norm = norm or global_stats(train.features)
         train.features, val.features = apply_norm(train.features, norm), apply_norm(val.features, norm)
     task = SpeechTask(config, train, val, chars, norm)
-    if not resume:
-        prepare_run_dir(out, force)
     speakers = sorted({u.speaker for u in train_u})
     log.info(
         "data: %d training, %d validation, %d test recordings; speakers %s%s; %s listener steps per frame",
@@ -545,7 +549,10 @@ def train_speech(
         f"1/{2 ** config.model.pyramid_layers if config.model.pyramid else 1}",
     )  # fmt: skip
     torch.manual_seed(config.train.seed)
-    model = ListenAttendSpell(config.features.n_mels, len(chars), config.model)
+    model = build_checked(
+        lambda: ListenAttendSpell(config.features.n_mels, len(chars), config.model), checkpoint=loaded
+    )
+    run.commit()
     return fit_task(model, task, config.train, out, resume=resume, progress=progress)
 
 
@@ -564,18 +571,24 @@ class LoadedSpeech:
         return transcribe_encoded(self.model, self.features(paths), self.chars, beam=beam, decoder=decoder)
 
 
+def saved_chars(loaded) -> tuple[CharTable, dict]:
+    """The output characters and feature normalisation a checkpoint's config.json records."""
+    try:
+        return CharTable(loaded.config["chars"], loaded.config["max_chars"]), loaded.config.get("norm") or {}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{loaded.folder}: config.json lacks the output characters ({exc})") from None
+
+
 def saved_speech_config(run_dir: Path) -> SpeechConfig:
     return task_config(run_dir, "last", TASK, SpeechConfig, "a speech model")[1]
 
 
 def load_speech(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedSpeech:
     loaded, config = task_config(run_dir, which, TASK, SpeechConfig, "a speech model")
-    try:
-        chars = CharTable(loaded.config["chars"], loaded.config["max_chars"])
-        norm = loaded.config.get("norm") or {}
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{loaded.folder}: config.json lacks the output characters ({exc})") from None
-    model = ListenAttendSpell(config.features.n_mels, len(chars), config.model)
+    chars, norm = saved_chars(loaded)
+    model = build_checked(
+        lambda: ListenAttendSpell(config.features.n_mels, len(chars), config.model), checkpoint=loaded
+    )
     load_weights(model, loaded)
     model.to(device).eval()
     return LoadedSpeech(model, chars, norm, config, loaded.name)

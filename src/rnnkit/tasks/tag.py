@@ -35,14 +35,15 @@ from rnnkit.errors import CheckpointError, DataError
 from rnnkit.nn import Recurrent
 from rnnkit.nn.bigrams import embed_with_bigrams
 from rnnkit.nn.crf import CRF
+from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
     load_weights,
-    prepare_run_dir,
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
+from rnnkit.train.rundir import RunFolder
 
 log = logging.getLogger("rnnkit")
 TASK = "tag"
@@ -346,15 +347,20 @@ def load_sentences(config: TaggerConfig) -> tuple[Sentences, Sentences]:
 def train_tagger(
     config: TaggerConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
 ) -> dict:
+    out = Path(out)
+    with RunFolder(out, force=force, resume=resume) as run:
+        return _train_tagger(config, out, run, resume=resume, progress=progress)
+
+
+def _train_tagger(config, out: Path, run: RunFolder, *, resume: bool, progress: bool) -> dict:
     from rnnkit.train.trainer import fit_task
 
-    out = Path(out)
     d = config.data
     train_sents, val_sents = load_sentences(config)
     train_sents = chunk(train_sents, d.max_tokens)
-    if resume:
-        saved = load_checkpoint(out, "last", task=TASK).config
-        inputs, tags = saved_inputs(saved, out)
+    loaded = load_checkpoint(out, "last", task=TASK) if resume else None
+    if loaded is not None:
+        inputs, tags = saved_inputs(loaded.config, out)
     else:
         kind = d.tokens if d.tokens != "auto" else choose_tokens(" ".join(s) for s in train_sents.tokens)
         tags = sort_tags({t for sentence in train_sents.tags for t in sentence})
@@ -367,15 +373,16 @@ def train_tagger(
     train = encode(train_sents, inputs, index, d.train)
     val = encode(chunk(val_sents, d.max_tokens), inputs, index, d.val or d.train)
     task = TagTask(config, train, val, inputs, tags)
-    if not resume:
-        prepare_run_dir(out, force)
     bigrams = f", {len(inputs.bigrams):,} bigrams" if inputs.bigrams is not None else ""
     log.info(
         "data: %s training and %s validation sentences, %d tags, %s tokens, vocabulary of %s%s",
         f"{len(train.ids):,}", f"{len(val.ids):,}", len(tags), inputs.kind, f"{len(inputs.vocab):,}", bigrams,
     )  # fmt: skip
     torch.manual_seed(config.train.seed)
-    model = Tagger(len(inputs.vocab), len(tags), config.model, bigram_size_of(inputs))
+    model = build_checked(
+        lambda: Tagger(len(inputs.vocab), len(tags), config.model, bigram_size_of(inputs)), checkpoint=loaded
+    )
+    run.commit()
     return fit_task(model, task, config.train, out, resume=resume, progress=progress)
 
 
@@ -426,7 +433,9 @@ def saved_tagger_config(run_dir: Path) -> TaggerConfig:
 def load_tagger(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedTagger:
     loaded, config = task_config(run_dir, which, TASK, TaggerConfig, "a tagger")
     inputs, tags = saved_inputs(loaded.config, loaded.folder)
-    model = Tagger(len(inputs.vocab), len(tags), config.model, bigram_size_of(inputs))
+    model = build_checked(
+        lambda: Tagger(len(inputs.vocab), len(tags), config.model, bigram_size_of(inputs)), checkpoint=loaded
+    )
     load_weights(model, loaded)
     model.to(device).eval()
     return LoadedTagger(model, inputs, tags, config, loaded.name)

@@ -6,7 +6,10 @@ A run folder looks like this::
       config.json            the resolved run config (also inside every checkpoint)
       metrics.jsonl          one JSON object per logged step
       manifest.json          {"format": 1, "last": "ckpt-000500", "best": "ckpt-000400",
-                              "checkpoints": {"ckpt-000500": {"model.safetensors": "<sha256>", ...}}}
+                              "checkpoints": {"ckpt-000500": {"model.safetensors":
+                                                {"sha256": "...", "bytes": 123}, ...}},
+                              "data": {"train.bin": {"sha256": "...", "bytes": 456}, ...}}
+      .lock                  held (flock) by the process training into the folder
       ckpt-000400/           model.safetensors  config.json  state.safetensors  trainer.json
       ckpt-000500/
       data/                  the encoded corpus (train.bin, val.bin)
@@ -16,6 +19,13 @@ checkpoint folder is complete before ``manifest.json`` (itself replaced atomical
 folders are removed only after that. A crash at any moment therefore leaves the manifest naming a
 complete checkpoint. Nothing is ever unpickled: weights and optimizer tensors go through safetensors,
 everything else through JSON, and every file's SHA-256 is checked against the manifest before use.
+
+A run folder may come from someone else, so reading one trusts nothing in it: every file is ``lstat``ed
+first (a regular file, never a symlink, a FIFO or a device), its size must be the one the manifest
+records (JSON files also have a ceiling), it is hashed in chunks as it is read, names in the manifest must
+look like checkpoint names (never paths), and the weights' shapes are read from the safetensors header
+before any tensor is loaded, so that a model is built only once its config is shown to fit them
+(:mod:`rnnkit.train.build`).
 """
 
 from __future__ import annotations
@@ -23,8 +33,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,6 +44,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from rnnkit.errors import CheckpointError, UsageError
+from rnnkit.train.safefiles import MAX_JSON_BYTES, parse_json, read_regular_file, read_safetensors_shapes
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -45,6 +57,8 @@ ENSEMBLE_FILE = "ensemble.json"
 """At the top of a run folder whose models live in member sub-folders (a classifier ensemble)."""
 STATE_FILE = "state.safetensors"
 TRAINER_FILE = "trainer.json"
+CHECKPOINT_FILES = (MODEL_FILE, CONFIG_FILE, STATE_FILE, TRAINER_FILE)
+CHECKPOINT_NAME = re.compile(r"ckpt-[0-9]{6,12}")
 _PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DDP wrappers
 
 
@@ -97,29 +111,101 @@ def sha256(data: bytes) -> str:
 
 def _parse_json(data: bytes, path: Path, what: str, key: str) -> dict:
     """A JSON object whose ``key`` is this rnnkit's format version, or a one-line CheckpointError."""
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path}: corrupt {what} (not JSON)") from None
+    obj = parse_json(data, path, what)
     if not isinstance(obj, dict) or obj.get(key) != FORMAT_VERSION:
         found = obj.get(key) if isinstance(obj, dict) else None
         raise CheckpointError(f"{path}: {what} format {found!r}, this rnnkit reads format {FORMAT_VERSION}")
     return obj
 
 
-def read_manifest(run_dir: Path) -> dict:
-    path = Path(run_dir) / MANIFEST
-    if not Path(run_dir).is_dir():
-        raise CheckpointError(f"{run_dir}: no such run folder")
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir}: not a run folder with a checkpoint (no {MANIFEST})")
-    manifest = _parse_json(path.read_bytes(), path, "manifest", "format")
-    if (
-        not isinstance(manifest.get("checkpoints"), dict)
-        or manifest.get("last") not in manifest["checkpoints"]
+def _file_entry(entry: object) -> tuple[str, int | None] | None:
+    """A manifest's record of one file: (sha256, bytes); bytes is None in manifests written before
+    sizes were recorded. None when the record is malformed."""
+    if isinstance(entry, str):
+        return entry, None
+    if isinstance(entry, dict):
+        digest, size = entry.get("sha256"), entry.get("bytes")
+        if isinstance(digest, str) and isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+            return digest, size
+    return None
+
+
+def _check_manifest(manifest: dict, path: Path) -> None:
+    """Every name a path component of ours, every file record well formed; else a CheckpointError."""
+    checkpoints = manifest.get("checkpoints")
+    if not isinstance(checkpoints, dict):
+        raise CheckpointError(f"{path}: the manifest names no checkpoints")
+    for name, files in checkpoints.items():
+        if not CHECKPOINT_NAME.fullmatch(name) or not isinstance(files, dict):
+            raise CheckpointError(f"{path}: {name!r} is not a checkpoint name")
+        for filename, entry in files.items():
+            if (
+                filename not in (MODEL_FILE, CONFIG_FILE, STATE_FILE, TRAINER_FILE)
+                or _file_entry(entry) is None
+            ):
+                raise CheckpointError(f"{path}: {name}/{filename!r} is not a checkpoint file")
+    for key in ("last", "best"):
+        if manifest.get(key) is not None and manifest[key] not in checkpoints:
+            raise CheckpointError(f"{path}: the manifest's {key!r} names no listed checkpoint")
+    data = manifest.get("data", {})
+    if not isinstance(data, dict) or any(
+        not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith(".") or _file_entry(entry) is None
+        for name, entry in data.items()
     ):
-        raise CheckpointError(f"{path}: the manifest names no complete checkpoint")
+        raise CheckpointError(f"{path}: the manifest's data files are malformed")
+
+
+def read_manifest(run_dir: Path, *, need_checkpoint: bool = True) -> dict:
+    """The run's manifest, checked (see :func:`_check_manifest`); with ``need_checkpoint`` it must name
+    a complete checkpoint (a run stopped before its first one has a manifest without)."""
+    run_dir = Path(run_dir)
+    path = run_dir / MANIFEST
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run folder")
+    if not os.path.lexists(path):
+        raise CheckpointError(f"{run_dir}: not a run folder with a checkpoint (no {MANIFEST})")
+    manifest = _parse_json(read_regular_file(path)[0], path, "manifest", "format")
+    _check_manifest(manifest, path)
+    if need_checkpoint and manifest.get("last") is None:
+        raise CheckpointError(
+            f"{run_dir}: stopped before its first checkpoint, so there is nothing to load or resume; "
+            "run the same training command again to start it afresh"
+        )
     return manifest
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` has a manifest that names a checkpoint (without checking the files)."""
+    try:
+        return read_manifest(run_dir).get("last") is not None
+    except CheckpointError:
+        return False
+
+
+def file_record(data: bytes) -> dict:
+    """What the manifest records of a file: its SHA-256 and its size."""
+    return {"sha256": sha256(data), "bytes": len(data)}
+
+
+def record_file(path: Path) -> dict:
+    """What the manifest records of a file on disk (read and hashed in chunks, never whole)."""
+    data_size = os.lstat(path).st_size
+    return {"sha256": read_regular_file(path, size=data_size, keep=False)[1], "bytes": data_size}
+
+
+def write_manifest(run_dir: Path, manifest: dict) -> None:
+    atomic_write_json(Path(run_dir) / MANIFEST, {"format": FORMAT_VERSION, **manifest})
+
+
+def verify_data_files(run_dir: Path, subfolder: str = "data") -> None:
+    """Check the files the manifest lists under ``data`` (an encoded corpus) against their records;
+    a run folder that records none (written before they were recorded) is taken as it is."""
+    manifest = read_manifest(run_dir, need_checkpoint=False)
+    for name, entry in manifest.get("data", {}).items():
+        digest, size = _file_entry(entry) or ("", None)
+        path = Path(run_dir) / subfolder / name
+        if read_regular_file(path, size=size, limit=2**40, keep=False)[1] != digest:
+            raise CheckpointError(f"{path}: checksum mismatch (the file is corrupt or was changed)")
 
 
 def save_checkpoint(
@@ -136,7 +222,7 @@ def save_checkpoint(
     run_dir = Path(run_dir)
     name = f"ckpt-{step:06d}"
     try:
-        manifest = read_manifest(run_dir)
+        manifest = read_manifest(run_dir, need_checkpoint=False)
     except CheckpointError:
         manifest = {"format": FORMAT_VERSION, "checkpoints": {}}
     files = {
@@ -170,14 +256,13 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    checksums = {filename: sha256(data) for filename, data in files.items()}
+    checksums = {filename: file_record(data) for filename, data in files.items()}
     best_name = name if best or not manifest.get("best") else manifest["best"]
     keep = {name: checksums}
     if best_name != name:
         keep[best_name] = manifest["checkpoints"][best_name]
-    atomic_write_json(
-        run_dir / MANIFEST, {"format": FORMAT_VERSION, "last": name, "best": best_name, "checkpoints": keep}
-    )
+    extra = {"data": manifest["data"]} if manifest.get("data") else {}
+    write_manifest(run_dir, {"last": name, "best": best_name, "checkpoints": keep, **extra})
     for entry in run_dir.iterdir():  # only now is it safe to drop what the manifest no longer names
         stale_tmp = entry.name.startswith(".tmp-ckpt-")  # left by a process killed mid-write
         if entry.is_dir() and (stale_tmp or (entry.name.startswith("ckpt-") and entry.name not in keep)):
@@ -187,25 +272,39 @@ def save_checkpoint(
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint; ``state_tensors`` and ``trainer_state`` are empty unless asked for."""
+    """A checkpoint whose config is read and checked. ``shapes`` come from the weights file's header;
+    the weights themselves (``model_state``) are read, verified and parsed on first use, so that a model
+    can be shown to fit them before anything is built. ``state_tensors`` and ``trainer_state`` are empty
+    unless asked for."""
 
     folder: Path
     name: str
     config: dict
-    model_state: dict[str, torch.Tensor]
-    state_tensors: dict[str, torch.Tensor]
-    trainer_state: dict
+    shapes: dict[str, tuple[int, ...]]
+    state_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    trainer_state: dict = field(default_factory=dict)
+    model_record: tuple[str, int | None] = ("", None)
+    _model_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def model_state(self) -> dict[str, torch.Tensor]:
+        if self._model_state is None:
+            path = self.folder / MODEL_FILE
+            self._model_state = _parse_safetensors(path, _read_verified(path, self.model_record))
+        return self._model_state
 
 
-def _read_verified(folder: Path, filename: str, expected: str | None) -> bytes:
-    path = folder / filename
-    try:
-        data = path.read_bytes()
-    except OSError:
-        raise CheckpointError(f"{path}: missing") from None
-    if expected is None:
-        raise CheckpointError(f"{path}: not listed in the manifest")
-    if sha256(data) != expected:
+def _record(sums: dict, folder: Path, filename: str) -> tuple[str, int | None]:
+    entry = _file_entry(sums.get(filename))
+    if entry is None:
+        raise CheckpointError(f"{folder / filename}: not listed in the manifest")
+    return entry
+
+
+def _read_verified(path: Path, record: tuple[str, int | None], limit: int = MAX_JSON_BYTES) -> bytes:
+    digest, size = record
+    data, found = read_regular_file(path, size=size, limit=limit)
+    if found != digest:
         raise CheckpointError(f"{path}: checksum mismatch (the file is corrupt or was changed)")
     return data
 
@@ -215,70 +314,40 @@ def _parse_safetensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
         return load_safetensors(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: not a safetensors file ({exc})") from None
+    except MemoryError:
+        raise CheckpointError(f"{path}: the tensors do not fit in memory") from None
 
 
 def load_checkpoint(
     run_dir: Path, which: str = "best", *, task: str | None = None, with_state: bool = False
 ) -> Checkpoint:
-    """Load the ``best`` or ``last`` checkpoint of a run, verifying every file against the manifest."""
+    """The ``best`` or ``last`` checkpoint of a run, every file checked against the manifest as it is
+    read (the weights when first used: :attr:`Checkpoint.model_state`)."""
     run_dir = Path(run_dir)
     if which not in ("best", "last"):
         raise UsageError(f"--checkpoint: expected best or last, got {which!r}")
     manifest = read_manifest(run_dir)
     name = manifest.get(which) or manifest["last"]
-    sums = manifest["checkpoints"].get(name)
-    if not isinstance(sums, dict):
-        raise CheckpointError(f"{run_dir / MANIFEST}: checkpoint {name!r} is not listed")
+    sums = manifest["checkpoints"][name]
     folder = run_dir / name
-    config_bytes = _read_verified(folder, CONFIG_FILE, sums.get(CONFIG_FILE))
+    config_bytes = _read_verified(folder / CONFIG_FILE, _record(sums, folder, CONFIG_FILE))
     config = _parse_json(config_bytes, folder / CONFIG_FILE, "checkpoint", "format_version")
     if task is not None and config.get("task") != task:
         raise CheckpointError(f"{run_dir}: a {config.get('task')!r} checkpoint, not a {task!r} one")
-    model_bytes = _read_verified(folder, MODEL_FILE, sums.get(MODEL_FILE))
-    model_state = _parse_safetensors(folder / MODEL_FILE, model_bytes)
-    state_tensors, trainer_state = {}, {}
+    model_record = _record(sums, folder, MODEL_FILE)
+    shapes = read_safetensors_shapes(folder / MODEL_FILE, model_record[1])
+    loaded = Checkpoint(folder, name, config, shapes, model_record=model_record)
     if with_state:
-        state_bytes = _read_verified(folder, STATE_FILE, sums.get(STATE_FILE))
-        state_tensors = _parse_safetensors(folder / STATE_FILE, state_bytes)
-        trainer_bytes = _read_verified(folder, TRAINER_FILE, sums.get(TRAINER_FILE))
-        try:
-            trainer_state = json.loads(trainer_bytes.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise CheckpointError(f"{folder / TRAINER_FILE}: not JSON") from None
-    return Checkpoint(folder, name, config, model_state, state_tensors, trainer_state)
-
-
-# -------------------------------------------------------------------------------------------------
-# run folders
-
-
-def check_run_dir(out: Path, force: bool) -> None:
-    """Refuse a run folder we may not (re)place; changes nothing."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out: {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise UsageError(
-                f"--out: {out} already holds files; use --resume {out} to continue, or --force to replace it"
-            )
-        marks = [
-            out / MANIFEST,
-            out / CONFIG_FILE,
-            out / ENSEMBLE_FILE,
-            *(out / stage / MANIFEST for stage in STAGES),
-        ]
-        if not any(mark.is_file() for mark in marks):
-            raise UsageError(
-                f"--out: {out} is not an rnnkit run folder; refusing to empty it even with --force"
-            )
-
-
-def prepare_run_dir(out: Path, force: bool) -> None:
-    """Make ``out`` an empty run folder: refused as :func:`check_run_dir` says, else emptied (``force``)."""
-    check_run_dir(out, force)
-    if out.is_dir() and any(out.iterdir()):
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        path = folder / STATE_FILE
+        loaded.state_tensors = _parse_safetensors(
+            path, _read_verified(path, _record(sums, folder, STATE_FILE), limit=2**40)
+        )
+        path = folder / TRAINER_FILE
+        trainer_state = parse_json(_read_verified(path, _record(sums, folder, TRAINER_FILE)), path, "state")
+        if not isinstance(trainer_state, dict):
+            raise CheckpointError(f"{path}: not a trainer state (a JSON object)")
+        loaded.trainer_state = trainer_state
+    return loaded
 
 
 def task_config(run_dir: Path, which: str, task: str, cls: type, what: str):
@@ -296,7 +365,7 @@ def load_weights(model: torch.nn.Module, loaded: Checkpoint) -> None:
     """Put a checkpoint's weights into ``model`` (built from its config), or say that they do not fit."""
     try:
         model.load_state_dict(loaded.model_state)
-    except RuntimeError:
+    except (RuntimeError, TypeError):
         raise CheckpointError(f"{loaded.folder}: the weights do not fit the model in config.json") from None
 
 

@@ -375,8 +375,15 @@ class Trainer:
         """Load model, optimizer, RNG, data position and counters from the run; the checkpoint's name."""
         assert self.run_dir is not None
         loaded = ckpt.load_checkpoint(self.run_dir, which, with_state=True)
-        self.model.load_state_dict(loaded.model_state)
-        self.load_state_dict(loaded.state_tensors, loaded.trainer_state)
+        ckpt.load_weights(self.model, loaded)
+        try:
+            self.load_state_dict(loaded.state_tensors, loaded.trainer_state)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            # a state written by this trainer has every field; anything else was changed by hand
+            raise ckpt.CheckpointError(
+                f"{loaded.folder / ckpt.TRAINER_FILE}: not a trainer state this rnnkit wrote "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'malformed'})"
+            ) from None
         return loaded.name
 
     # ---------------------------------------------------------------------------------------------

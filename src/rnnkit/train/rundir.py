@@ -1,0 +1,224 @@
+"""Run folders: recognised by their manifest, locked while in use, replaced only when provably ours.
+
+Every training goes through one :class:`RunFolder`::
+
+    with RunFolder(out, force=force, resume=resume) as run:
+        ...read the data, build the model (nothing written to out yet)...
+        run.commit()            # a new run: out emptied (when replaced) and given its manifest
+        ...train...
+
+- The folder is locked (``fcntl.flock`` on ``out/.lock``) from the start of the ``with`` to its end, so
+  a second training, resume or ``--force`` on the same folder stops at once (exit 2) naming the
+  process that holds it; the lock ends with the process, so a killed run never leaves a stale one.
+- A new run writes nothing but the lock file until :meth:`RunFolder.commit`; a failure before it (bad
+  data, a model too large) removes a folder it created, and leaves a folder it found as it was.
+- A folder is replaced (``--force``) only when it is provably a run (its ``manifest.json``, or an
+  ensemble's ``ensemble.json``) and holds nothing rnnkit does not write; a run stopped before its first
+  checkpoint holds nothing to lose, and a new run replaces it without ``--force``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from rnnkit.errors import CheckpointError, UsageError
+from rnnkit.train.checkpoint import (
+    ENSEMBLE_FILE,
+    FORMAT_VERSION,
+    MANIFEST,
+    STAGES,
+    has_checkpoint,
+    read_manifest,
+    write_manifest,
+)
+from rnnkit.train.safefiles import read_json_file
+
+LOCK_FILE = ".lock"
+OURS = re.compile(
+    r"manifest\.json|config\.json|metrics\.jsonl|ensemble\.json|data|pretrain|curves\.png"
+    r"|forecast-[a-z]+\.png|ckpt-[0-9]+|member-[0-9]+|\.lock|\.tmp-.+|\..+\.tmp-[0-9]+"
+)
+"""The names rnnkit writes at the top of a run folder (files of its own making, temporaries included)."""
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` holds a manifest (or an ensemble record, or an earlier stage's manifest)."""
+    for folder in (path, *(path / stage for stage in STAGES)):
+        try:
+            read_manifest(folder, need_checkpoint=False)
+            return True
+        except CheckpointError:
+            pass
+    try:
+        record = read_json_file(path / ENSEMBLE_FILE, "ensemble record")
+    except CheckpointError:
+        return False
+    return isinstance(record, dict) and record.get("format_version") == FORMAT_VERSION
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """The entries of ``path`` that rnnkit did not write (a symbolic link is never rnnkit's)."""
+    return sorted(e.name for e in path.iterdir() if e.is_symlink() or not OURS.fullmatch(e.name))
+
+
+def refuse_if_busy(path: Path) -> None:
+    """A :class:`UsageError` naming the process that trains into ``path``, if one does (read-only: it
+    writes nothing, so a refused command leaves the folder as it was)."""
+    try:
+        fd = os.open(Path(path) / LOCK_FILE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(Path(path), _holder(fd)) from None
+    finally:
+        os.close(fd)
+
+
+def _busy(path: Path, holder: str) -> UsageError:
+    return UsageError(f"{path} is in use by {holder}; wait for it to finish or stop it first")
+
+
+def _holder(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 300).decode("utf-8", "replace").strip()
+    return text.splitlines()[0] if text else "another process"
+
+
+class RunFolder:
+    """The run folder ``path`` for one training (see the module's docstring). ``rank`` > 0 (a DDP worker)
+    neither locks nor writes: rank 0 does both."""
+
+    def __init__(self, path: Path, *, force: bool = False, resume: bool = False, rank: int = 0) -> None:
+        self.path = Path(path)
+        self.force, self.resume, self.rank = force, resume, rank
+        self.created = False
+        self.committed = False
+        self._replace = False
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunFolder:
+        if self.rank != 0:
+            return self
+        path = self.path
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise UsageError(f"--out: {path} exists and is not a folder")
+        if self.resume and not path.is_dir():
+            raise CheckpointError(f"{path}: no such run folder")
+        # checked before the lock file is written (a refused folder is left exactly as it was), and again
+        # under the lock, which another process may have held meanwhile
+        refuse_if_busy(path)
+        self._check()
+        self.created = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock()
+            self._check()
+        except BaseException:
+            self._release(failed=True)
+            raise
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self._release(failed=kind is not None)
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        lock = self.path / LOCK_FILE
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise _busy(self.path, holder) from None
+            try:  # the holder we waited on may have removed the file: then lock the new one
+                if os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        command = " ".join(["rnnkit", *sys.argv[1:]])[:200]
+        os.ftruncate(fd, 0)
+        os.write(fd, f"rnnkit process {os.getpid()} ({command})\n".encode())
+        self._fd = fd
+
+    def _release(self, failed: bool) -> None:
+        """Unlock; the lock file goes too (removed while held, so no other process can hold it then)."""
+        if self._fd is None:
+            return
+        if failed and not self.committed and self.created:
+            shutil.rmtree(self.path, ignore_errors=True)  # it holds our lock file only
+        else:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+
+    def _check(self) -> None:
+        if self.resume:
+            if not is_run_folder(self.path):
+                read_manifest(self.path, need_checkpoint=False)  # raises the one-line reason
+        elif self.path.is_dir():
+            self._check_new()
+
+    def _check_new(self) -> None:
+        """Refuse a folder a new run may not replace; changes nothing."""
+        path = self.path
+        entries = [e for e in path.iterdir() if e.name != LOCK_FILE]
+        self._clean_staging()
+        if not entries:
+            return
+        if not is_run_folder(path):
+            raise UsageError(
+                f"--out: {path} holds files and is not an rnnkit run folder (no {MANIFEST}); "
+                "refusing to empty it even with --force: choose another --out"
+            )
+        foreign = foreign_entries(path)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise UsageError(
+                f"--out: {path} holds files rnnkit did not write ({shown}); refusing to replace it even "
+                "with --force: move them out first"
+            )
+        started = has_checkpoint(path) or any(has_checkpoint(path / stage) for stage in STAGES)
+        if started and not self.force and not (path / ENSEMBLE_FILE).exists():
+            raise UsageError(
+                f"--out: {path} already holds a run; use --resume {path} to continue it, or --force to "
+                "replace it"
+            )
+        if (path / ENSEMBLE_FILE).exists() and not self.force:
+            raise UsageError(
+                f"--out: {path} already holds an ensemble; use --resume {path} to continue it, or --force "
+                "to replace it"
+            )
+        self._replace = True
+
+    def _clean_staging(self) -> None:
+        """Staging folders of this run left by a process killed mid-encoding (it held our lock)."""
+        for entry in self.path.parent.glob(f".{self.path.name}.staging-*"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def commit(self, data: dict | None = None) -> None:
+        """Make the folder this new run's: empty it when it is replaced, then write its first manifest
+        (``data``: records of the encoded corpus, see :func:`rnnkit.train.checkpoint.file_record`)."""
+        if self.rank != 0 or self.resume:
+            return
+        if self._replace:
+            for entry in self.path.iterdir():
+                if entry.name == LOCK_FILE:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        write_manifest(self.path, {"checkpoints": {}, **({"data": data} if data else {})})
+        self.committed = True
