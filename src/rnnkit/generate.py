@@ -11,6 +11,7 @@ punctuation, and an acrostic (藏头诗) forces the first character of each line
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,19 +28,20 @@ class SamplingConfig:
     """How to pick each next token."""
 
     temperature: float = 1.0
-    """Divide the logits by this; 0 means greedy (always the most likely token)."""
+    """Divide the logits by this; 0 means greedy (always the most likely token), and so, in the limit,
+    does any temperature too small for the division to be told from it."""
     top_k: int = 0
     """Sample among the k most likely tokens only (0: all)."""
     top_p: float = 1.0
     """Sample among the most likely tokens whose probabilities add up to p (nucleus sampling; 1: all)."""
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise UsageError(f"--temperature: expected 0 or more, got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise UsageError(f"--temperature: expected a finite number, 0 or more, got {self.temperature}")
         if self.top_k < 0:
             raise UsageError(f"--top-k: expected 0 or more, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise UsageError(f"--top-p: expected a value in (0, 1], got {self.top_p}")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise UsageError(f"--top-p: expected a finite value in (0, 1], got {self.top_p}")
 
 
 def next_token(logits: Tensor, config: SamplingConfig, generator: torch.Generator | None) -> Tensor:
@@ -47,7 +49,11 @@ def next_token(logits: Tensor, config: SamplingConfig, generator: torch.Generato
     logits = logits.float()
     if config.temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits / config.temperature
+    # shifted so that the largest logit is 0 before dividing, and the temperature no smaller than the
+    # smallest normal float (1e-300 would round to 0 in float32): then no temperature, however small,
+    # can overflow or give 0/0; the others go to -inf, which is greedy, the limit as it falls
+    temperature = max(config.temperature, torch.finfo(logits.dtype).tiny)
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if config.top_k and config.top_k < logits.shape[-1]:
         kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -55,7 +61,9 @@ def next_token(logits: Tensor, config: SamplingConfig, generator: torch.Generato
     if config.top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the tokens ranked above
-        sorted_probs = sorted_probs.masked_fill(before >= config.top_p, 0.0)  # the top token always stays
+        drop = before >= config.top_p
+        drop[:, 0] = False  # the top token always stays, however small p is
+        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import glob
 import json
+import logging
 import os
 import sysconfig
 import zlib
@@ -22,8 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnkit.data.files import check_not_binary
 from rnnkit.data.vocab import Vocabulary, count_chars
 from rnnkit.errors import DataError
+
+log = logging.getLogger("rnnkit")
 
 STDLIB = "python-stdlib"
 CHUNK_BYTES = 1 << 22
@@ -62,8 +66,41 @@ def _document(path: Path) -> Document:
     return Document(path, kind, str(path))
 
 
-def resolve_sources(specs: list[str]) -> list[Document]:
-    """Files, folders (all files below, sorted), globs, or ``python-stdlib``, in the order given."""
+def folder_files(folder: Path, strict: bool = False) -> list[Path]:
+    """The text files below ``folder``, sorted. As ripgrep does, hidden files and folders (``.git``) are
+    skipped, and so are binary files (NUL bytes, or UTF-16 without ``--encoding``), with one line saying
+    how many; ``strict`` refuses a binary file instead."""
+    hidden = binary = 0
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            hidden += path.is_file()
+            continue
+        if not path.is_file():
+            continue
+        try:
+            with open(path, "rb") as handle:
+                check_not_binary(handle.read(8192), str(path))
+        except DataError:
+            if strict:
+                raise
+            binary += 1
+            continue
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read: {exc.strerror}") from None
+        found.append(path)
+    if hidden or binary:
+        log.info("%s: skipped %d hidden and %d binary files", folder, hidden, binary)
+    if not found:
+        raise DataError(
+            f"{folder}: the folder holds no text files ({hidden} hidden, {binary} binary skipped)"
+        )
+    return found
+
+
+def resolve_sources(specs: list[str], strict: bool = False) -> list[Document]:
+    """Files, folders (their text files, see :func:`folder_files`), globs, or ``python-stdlib``, in the
+    order given."""
     docs: list[Document] = []
     for spec in specs:
         if spec == STDLIB:
@@ -73,10 +110,7 @@ def resolve_sources(specs: list[str]) -> list[Document]:
         if path.is_file():
             docs.append(_document(path))
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            if not found:
-                raise DataError(f"{spec}: the folder holds no files")
-            docs.extend(_document(p) for p in found)
+            docs.extend(_document(p) for p in folder_files(path, strict))
         elif any(ch in spec for ch in "*?["):
             found = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True))
             found = [p for p in found if p.is_file()]
@@ -115,12 +149,8 @@ def _text_chunks(doc: Document, encoding: str, errors: str) -> Iterator[str]:
     try:
         while True:
             raw = handle.read(CHUNK_BYTES)
-            if (
-                offset == 0
-                and b"\x00" in raw[:8192]
-                and encoding.lower().replace("-", "") in ("utf8", "ascii")
-            ):
-                raise DataError(f"{doc.name}: looks binary (NUL bytes in the first 8 KB), not text")
+            if offset == 0 and encoding.lower().replace("-", "") in ("utf8", "ascii"):
+                check_not_binary(raw, doc.name)
             try:
                 text = decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as exc:
@@ -293,6 +323,12 @@ def encode_corpus(
             if counts is None:
                 raise DataError("the training part of the corpus is empty")
             vocab = Vocabulary.from_counts(counts, max_vocab)
+            if len(vocab) < 2:  # the unknown token alone: a model of it could never write anything
+                raise DataError(
+                    f"{docs[0].name if len(docs) == 1 else 'the corpus'}: no readable characters, only "
+                    "U+FFFD replacement characters (read with the wrong --encoding, or --errors replace "
+                    "on a file that is not text?)"
+                )
 
     sizes = {"train": 0, "val": 0}
     tmp = {name: folder / f".{name}.bin.tmp" for name in sizes}

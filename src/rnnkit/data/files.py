@@ -12,6 +12,17 @@ from pathlib import Path
 
 from rnnkit.errors import DataError
 
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def check_not_binary(head: bytes, name: str, what: str = "text") -> None:
+    """Refuse the first bytes of a file that is not UTF-8 text: a :class:`DataError` naming it, with a
+    hint where one helps (UTF-16 is text, but needs ``--encoding utf-16``)."""
+    if head.startswith(UTF16_MARKS) or (len(head) >= 16 and head[1::2].count(0) > len(head) * 0.4):
+        raise DataError(f"{name}: looks like UTF-16 text, not UTF-8: use --encoding utf-16")
+    if b"\x00" in head[:8192]:
+        raise DataError(f"{name}: looks binary (NUL bytes in the first 8 KB), not {what}")
+
 
 def read_text_file(path: Path, encoding: str = "utf-8", what: str = "a text file") -> str:
     """The text of ``path`` without a byte-order mark; a :class:`DataError` naming the file otherwise."""
@@ -33,8 +44,8 @@ def read_text_file(path: Path, encoding: str = "utf-8", what: str = "a text file
             raise DataError(f"{path}: not a valid zip file") from None
     if not raw.strip():
         raise DataError(f"{path}: the file is empty")
-    if b"\x00" in raw[:8192]:
-        raise DataError(f"{path}: looks binary (NUL bytes), expected {what}")
+    if not encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
+        check_not_binary(raw[:8192], str(path), what)
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
