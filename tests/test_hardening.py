@@ -68,7 +68,7 @@ def cli(*args, cwd: Path, env: dict | None = None, timeout: float = 120) -> subp
         text=True,
         timeout=timeout,
         preexec_fn=limited,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env or {})},
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -169,6 +169,7 @@ def _wait_for_lock(run: Path, proc: subprocess.Popen) -> None:
         except OSError:
             pass
         time.sleep(0.05)
+    proc.kill()
     raise AssertionError(f"the first training never held the lock: {proc.communicate()[1]}")
 
 
