@@ -10,6 +10,7 @@ from tests.helpers import text_corpus, tiny_config, tiny_corpus
 from rnnkit.errors import TrainingError, UsageError
 from rnnkit.tasks.lm import LMTask, build_model, train_lm
 from rnnkit.train import TrainConfig, Trainer
+from rnnkit.train.task import Task
 from rnnkit.train.trainer import WeightAverage, lr_factor
 
 
@@ -175,3 +176,58 @@ def test_fit_needs_a_stopping_rule(tmp_path):
 def test_train_config_validates(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
+
+
+# -------------------------------------------------------------------------------------------------
+# the declared task contract, and what the trainer shows while it runs
+
+
+class Widgets(Task):
+    """The smallest task: fit y = 2x; only the four required methods, the rest from the contract."""
+
+    unit = "widgets"
+
+    def __init__(self) -> None:
+        self.x = torch.linspace(-1, 1, 32)[:, None]
+
+    def next_batch(self):
+        return (self.x, 2 * self.x), False
+
+    def training_loss(self, model, batch, carry):
+        x, y = batch
+        return torch.nn.functional.mse_loss(model(x), y), None, int(x.shape[0])
+
+    def evaluate(self, model):
+        with torch.no_grad():
+            return {"val_loss": float(torch.nn.functional.mse_loss(model(self.x), 2 * self.x))}
+
+    def checkpoint_config(self):
+        return {"format_version": 1, "task": "widgets", "config": {}}
+
+
+def test_the_contract_states_its_defaults_in_one_place():
+    task = Widgets()
+    assert (task.selection, task.explode_factor, task.carry_batch_dim) == (("val_loss", "min"), 3.0, 1)
+    assert task.data_state() == {} and task.load_data_state({}) is None
+    assert task.make_carry([torch.zeros(1)])[0].shape == (1,)
+    with pytest.raises(NotImplementedError):
+        Task().next_batch()
+
+
+def test_progress_names_the_tasks_unit_and_shows_no_nan_before_the_first_step(caplog, monkeypatch):
+    from rnnkit.train import trainer as engine
+
+    config = TrainConfig(
+        max_steps=6, eval_interval=6, lr=1e-2, warmup_steps=0, device="cpu", precision="fp32"
+    )
+    bar = engine._Bar(Trainer(torch.nn.Linear(1, 1), Widgets(), config, None, progress=True))
+    fields = bar.progress.tasks[0].fields
+    assert (fields["loss"], fields["speed"]) == ("-", "-")
+    assert any("widgets/s" in str(getattr(c, "text_format", "")) for c in bar.progress.columns)
+    bar.update(0.5, 1234.0)
+    assert bar.progress.tasks[0].fields["loss"] == "0.500"
+    monkeypatch.setattr(engine, "HEARTBEAT_SECONDS", 0.0)  # without a terminal: a plain line each time
+    caplog.set_level("INFO", logger="rnnkit")
+    Trainer(torch.nn.Linear(1, 1), Widgets(), config, None, progress=False).fit()
+    beats = [r.getMessage() for r in caplog.records if "widgets/s" in r.getMessage()]
+    assert len(beats) >= 5 and beats[0].startswith("step 1 of 6 | loss ")

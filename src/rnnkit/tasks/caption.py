@@ -54,6 +54,7 @@ from rnnkit.train.checkpoint import (
 )
 from rnnkit.train.config import TrainConfig, task_training
 from rnnkit.train.rundir import RunFolder
+from rnnkit.train.task import Task
 
 log = logging.getLogger("rnnkit")
 TASK = "caption"
@@ -420,7 +421,8 @@ def normalised(caption: str) -> str:
 # the trainer's task
 
 
-class CaptionTask:
+class CaptionTask(Task):
+    unit = "pictures"
     selection = ("val_bleu4", "max")
 
     def __init__(self, config: CaptionConfig, train: Split, val: Split, vocab: WordVocab) -> None:
@@ -471,7 +473,7 @@ class CaptionTask:
         if model.bag is not None:
             found = model.bag(v).float()
             loss = loss + model.config.word_loss * F.binary_cross_entropy_with_logits(found, bags.to(device))
-        return loss, None, words
+        return loss, None, int(images.shape[0])
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         hyps = describe(model, self.val.images, self.vocab, self.config.data.max_words)

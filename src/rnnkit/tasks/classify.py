@@ -73,6 +73,7 @@ from rnnkit.train.checkpoint import (
 from rnnkit.train.config import TrainConfig, task_training
 from rnnkit.train.rundir import RunFolder
 from rnnkit.train.safefiles import read_json_file
+from rnnkit.train.task import Task
 
 log = logging.getLogger("rnnkit")
 TASK = "classify"
@@ -380,7 +381,8 @@ def score_file(
 # the trainer's task
 
 
-class ClassifyTask:
+class ClassifyTask(Task):
+    unit = "tokens"
     selection = ("val_accuracy", "max")  # the best checkpoint: highest validation accuracy
 
     def __init__(
@@ -437,7 +439,8 @@ class ClassifyTask:
         }
 
 
-class PretrainTask:
+class PretrainTask(Task):
+    unit = "tokens"
     """Language-model pre-training on the classification task's training texts (labels unused); the
     validation texts give ``val_lm_loss``, nats per predicted token."""
 

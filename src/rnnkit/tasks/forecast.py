@@ -47,6 +47,7 @@ from rnnkit.train.checkpoint import (
 )
 from rnnkit.train.config import TrainConfig, task_training
 from rnnkit.train.rundir import RunFolder
+from rnnkit.train.task import Task
 
 log = logging.getLogger("rnnkit")
 TASK = "forecast"
@@ -330,7 +331,8 @@ class Forecaster(nn.Module):
         return self.head(h[-1])
 
 
-class ForecastTask:
+class ForecastTask(Task):
+    unit = "windows"
     selection = ("val_loss", "min")
     explode_factor = (
         None  # a squared error on heavy-tailed returns jumps far above the first batch's; NaN/inf still stop
@@ -371,7 +373,7 @@ class ForecastTask:
     def training_loss(self, model: nn.Module, batch, carry):
         device = next(model.parameters()).device
         x, y = batch
-        return F.mse_loss(model(x.to(device)).float(), y.to(device)), None, int(y.numel())
+        return F.mse_loss(model(x.to(device)).float(), y.to(device)), None, int(y.shape[0])
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         x, y = batch_of(self.p, self.config.data, self.val_ends)

@@ -33,6 +33,7 @@ from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import FORMAT_VERSION, load_weights, task_config
 from rnnkit.train.config import TrainConfig
 from rnnkit.train.rundir import RunFolder
+from rnnkit.train.task import Task
 
 TASK = "lm"
 log = logging.getLogger("rnnkit")
@@ -334,7 +335,8 @@ def build_model(config: LMConfig, vocab_size: int) -> CharLM:
 # the trainer's task
 
 
-class LMTask:
+class LMTask(Task):
+    unit = "chars"
     """Feeds the trainer TBPTT batches from the memmapped corpus and measures validation nats/token."""
 
     def __init__(

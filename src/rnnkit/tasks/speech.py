@@ -48,6 +48,7 @@ from rnnkit.train.checkpoint import (
 )
 from rnnkit.train.config import TrainConfig, task_training
 from rnnkit.train.rundir import RunFolder
+from rnnkit.train.task import Task
 
 log = logging.getLogger("rnnkit")
 TASK = "speech"
@@ -441,7 +442,8 @@ def transcribe_encoded(
 # the trainer's task
 
 
-class SpeechTask:
+class SpeechTask(Task):
+    unit = "utterances"
     selection = ("val_accuracy", "max")
 
     def __init__(
@@ -473,7 +475,7 @@ class SpeechTask:
         x, lengths, targets = batch
         attention, ctc, chars = model(x.to(device), lengths, targets)
         w = self.config.model.ctc_weight
-        return ((1 - w) * attention + w * ctc) / chars, None, chars
+        return ((1 - w) * attention + w * ctc) / chars, None, int(x.shape[0])
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device

@@ -44,6 +44,7 @@ from rnnkit.train.checkpoint import (
 )
 from rnnkit.train.config import TrainConfig, task_training
 from rnnkit.train.rundir import RunFolder
+from rnnkit.train.task import Task
 
 log = logging.getLogger("rnnkit")
 TASK = "tag"
@@ -238,7 +239,8 @@ def sort_tags(tags: set[str]) -> list[str]:
 # the trainer's task
 
 
-class TagTask:
+class TagTask(Task):
+    unit = "tokens"
     selection = ("val_f1", "max")  # the best checkpoint: highest validation F1
 
     def __init__(self, config: TaggerConfig, train: EncodedTags, val: EncodedTags, inputs: Inputs,

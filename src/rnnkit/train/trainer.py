@@ -17,7 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -25,38 +25,10 @@ from torch import Tensor, nn
 from rnnkit.errors import TrainingError
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train.config import TrainConfig
+from rnnkit.train.task import Task
 
 log = logging.getLogger("rnnkit")
-EXPLODE_FACTOR = 3.0  # abort when the loss exceeds 3x its first value, as char-rnn's train.lua does
 MAX_ROLLBACKS = 5
-
-
-class Task(Protocol):
-    """What a task gives the trainer."""
-
-    def next_batch(self) -> tuple[Any, bool]:
-        """The next training batch, and whether it starts a new pass (the carry is reset then)."""
-
-    def training_loss(self, model: nn.Module, batch: Any, carry: Any) -> tuple[Tensor, Any, int]:
-        """Mean loss over the batch's targets, the carry for the next batch, and the number of targets."""
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Validation metrics; the one named by the task's ``selection`` picks the best checkpoint.
-
-        ``selection`` is an optional attribute ``(metric, "min" | "max")``; without it, the lowest
-        ``val_loss`` is best.
-        """
-
-    def data_state(self) -> dict:
-        """Where the data stream stands, as JSON."""
-
-    def load_data_state(self, state: dict) -> None: ...
-
-    def checkpoint_config(self) -> dict:
-        """The ``config.json`` of every checkpoint: enough to rebuild the model without other files."""
-
-    def on_evaluate(self, model: nn.Module, step: int) -> None:
-        """Called after each evaluation (the language model prints a sample here)."""
 
 
 # -------------------------------------------------------------------------------------------------
@@ -298,7 +270,7 @@ class Trainer:
                     tensors[f"optim.{index}.{key}"] = value
                 else:
                     scalars.setdefault(str(index), {})[key] = value
-        tensors.update(self._gather(_flatten_carry(self.carry), dim=getattr(self.task, "carry_batch_dim", 1)))
+        tensors.update(self._gather(_flatten_carry(self.carry), dim=self.task.carry_batch_dim))
         tensors["rng.torch"] = torch.get_rng_state()
         if self.world_size > 1:
             for r, state in enumerate(self._all_gather(torch.get_rng_state())):
@@ -346,7 +318,7 @@ class Trainer:
                 f"this run was trained with {saved_world} process(es); resume it with the same number "
                 f"(torchrun --nproc-per-node {saved_world}), not {self.world_size}"
             )
-        dim = getattr(self.task, "carry_batch_dim", 1)
+        dim = self.task.carry_batch_dim
         parts = [
             tensors[f"carry.{i}"].chunk(self.world_size, dim=dim)[self.rank].contiguous().to(self.device)
             for i in range(meta.get("carry_parts", 0))
@@ -354,7 +326,7 @@ class Trainer:
         if meta.get("carry") == "tensor":
             self.carry = parts[0]
         elif meta.get("carry") == "tuple":
-            self.carry = self.task.make_carry(parts) if hasattr(self.task, "make_carry") else tuple(parts)
+            self.carry = self.task.make_carry(parts)
         else:
             self.carry = None
         torch.set_rng_state(tensors.get(f"rng.torch.rank{self.rank}", tensors["rng.torch"]))
@@ -506,7 +478,7 @@ class Trainer:
         (value,) = self._agree(float(loss.detach()))  # the global batch's loss, the same on every rank
         if not math.isfinite(value):
             raise TrainingError(f"the loss became {value} at step {self.step + 1}")
-        factor = getattr(self.task, "explode_factor", EXPLODE_FACTOR)
+        factor = self.task.explode_factor
         if self.first_loss is None:
             self.first_loss = value
         elif factor is not None and value > factor * self.first_loss:
@@ -550,6 +522,7 @@ class Trainer:
         window_tokens, window_time, window_loss, window_steps = 0, 0.0, 0.0, 0
         summary: dict[str, Any] = {"stopped": "done"}
         bar = _Bar(self) if self.progress and self.rank == 0 else None
+        beat = _Heartbeat(self) if bar is None and self.rank == 0 else None
         with _Signals() as signals, bar or contextlib.nullcontext():
             while not self._done():
                 started = time.perf_counter()
@@ -579,8 +552,9 @@ class Trainer:
                 window_time += spent
                 window_loss += stats["loss"]
                 window_steps += 1
-                if bar:
-                    bar.update(stats["loss"], window_tokens / max(window_time, 1e-9))
+                for shown in (bar, beat):
+                    if shown is not None:
+                        shown.update(stats["loss"], window_tokens / max(window_time, 1e-9))
                 last = self._done()
                 if self.step % c.log_interval == 0 or last:
                     self.log_metrics(
@@ -611,7 +585,7 @@ class Trainer:
 
     def _evaluate_and_save(self, evaluate: bool = True) -> None:
         metrics = self.evaluate() if evaluate and self.rank == 0 else {}  # the others wait in save()
-        name, direction = getattr(self.task, "selection", ("val_loss", "min"))
+        name, direction = self.task.selection
         val = metrics.get(name)
         key = None if val is None else (val if direction == "min" else -val)  # best_val: lower is better
         best = key is not None and key < self.best_val
@@ -645,15 +619,16 @@ class _Bar:
             TextColumn("[bold]train"),
             BarColumn(),
             TextColumn("step {task.fields[step]}"),
-            TextColumn("loss {task.fields[loss]:.3f}"),
-            TextColumn("{task.fields[speed]:,.0f} chars/s"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} " + trainer.task.unit + "/s"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=stderr,
             transient=False,
         )
-        self.task_id = self.progress.add_task("train", total=total, step=0, loss=float("nan"), speed=0.0)
+        # nothing is known before the first step: a dash, never a nan that reads as divergence
+        self.task_id = self.progress.add_task("train", total=total, step=trainer.step, loss="-", speed="-")
 
     def __enter__(self) -> _Bar:
         self.progress.start()
@@ -665,7 +640,33 @@ class _Bar:
     def update(self, loss: float, speed: float) -> None:
         t = self.trainer
         done = t.step if self.by_steps else t.elapsed
-        self.progress.update(self.task_id, completed=done, step=t.step, loss=loss, speed=speed)
+        self.progress.update(
+            self.task_id, completed=done, step=t.step, loss=f"{loss:.3f}", speed=f"{speed:,.0f}"
+        )
+
+
+HEARTBEAT_SECONDS = 30.0
+
+
+class _Heartbeat:
+    """Without a terminal (a log file, CI), a plain line every HEARTBEAT_SECONDS: step, loss, speed."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer, self.seconds = trainer, HEARTBEAT_SECONDS
+        self.last = time.monotonic()
+
+    def update(self, loss: float, speed: float) -> None:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return
+        self.last = now
+        t, c = self.trainer, self.trainer.config
+        of = f" of {c.max_steps:,}" if c.max_steps else ""
+        budget = f" of {c.max_minutes:g} min" if c.max_minutes else ""
+        log.info(
+            "step %s%s | loss %.3f | %s %s/s | %.1f min%s",
+            f"{t.step:,}", of, loss, f"{speed:,.0f}", t.task.unit, t.elapsed / 60, budget,
+        )  # fmt: skip
 
 
 def fit_task(model: nn.Module, task, config: TrainConfig, out: Path, *, resume: bool, progress: bool) -> dict:
