@@ -43,9 +43,10 @@ def resign(run: Path, name: str, filename: str) -> None:
     """Rewrite the manifest's record of ``name/filename`` to match the file as it is now."""
     manifest = json.loads((run / "manifest.json").read_text())
     data = (run / name / filename).read_bytes()
-    record = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    for ckpt in manifest["checkpoints"].values():
-        ckpt[filename] = record if ckpt is manifest["checkpoints"][name] else ckpt[filename]
+    digest = hashlib.sha256(data).hexdigest()
+    entry = manifest["checkpoints"][name]
+    # in the manifest's own format (a bare checksum in manifests written before sizes were recorded)
+    entry[filename] = digest if isinstance(entry[filename], str) else {"sha256": digest, "bytes": len(data)}
     (run / "manifest.json").write_text(json.dumps(manifest))
 
 

@@ -85,6 +85,12 @@ ResumeOpt = Annotated[Path | None, Opt(help="Continue this run folder.")]
 QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")]
 
 
+def _presets_help() -> str:
+    from rnnkit.tasks.lm import presets_help
+
+    return presets_help()
+
+
 @app.command(
     epilog="Examples:\n\n"
     "  rnnkit train --preset demo --out runs/demo\n\n"
@@ -104,7 +110,11 @@ def train(
     ] = None,
     out: Annotated[Path | None, Opt("--out", "-o", help="Run folder for checkpoints and metrics.")] = None,
     preset: Annotated[
-        str, Opt(help="Starting configuration: tiny, demo, small, shakespeare, poetry, lyrics, code.")
+        str,
+        Opt(
+            help="Starting configuration; each flag below overrides it, and a flag's default is the "
+            "preset's. The presets: " + _presets_help()
+        ),
     ] = "small",
     resume: Annotated[
         Path | None, Opt(help="Continue the run in this folder from its last checkpoint.")
@@ -130,7 +140,11 @@ def train(
     grad_clip: Annotated[float | None, Opt(help="Clip the gradient norm to this (0: off).")] = None,
     max_steps: MaxStepsOpt = None,
     max_minutes: Annotated[
-        float | None, Opt(help="Stop after this many minutes of training (0: no limit).")
+        float | None,
+        Opt(
+            help="Stop after this many minutes of training (0: no limit); default: the preset's (see "
+            "--preset). On --resume, the run's total, not extra time."
+        ),
     ] = None,
     eval_interval: Annotated[int | None, Opt(help="Evaluate, sample and checkpoint every N steps.")] = None,
     checkpoint_interval: Annotated[int | None, Opt(help="Write the last checkpoint every N steps.")] = None,
@@ -197,6 +211,7 @@ def train(
             assignments.insert(0, "data.sources=" + json.dumps(list(data)))
         config = override(config, assignments)
         target = out if out is not None else Path("runs") / config.preset
+        log.info("preset %s, with your flags: %s", config.preset, lm.describe_preset(config))
     with from_environment(config.train.device) as place:
         if place.world_size > 1:
             config = override(config, [f"train.device={json.dumps(place.device)}"])
@@ -221,6 +236,8 @@ def train(
     log.log(
         logging.WARNING if quiet else logging.INFO, "step %d%s; saved in %s", summary["step"], figure, target
     )
+    if stopped in (None, "done"):
+        log.info("next: rnnkit sample %s   (or rnnkit eval %s FILE; rnnkit serve %s)", target, target, target)
     if stopped not in (None, "done"):
         log.warning(
             "stopped by %s at step %d; continue with: rnnkit train --resume %s",
@@ -433,6 +450,17 @@ def _train_task(
     log.log(logging.WARNING if quiet else logging.INFO, "%s; saved in %s", report(summary), target)
     if summary.get("stopped") not in (None, "done"):
         raise typer.Exit(130)
+    log.info("next: %s", NEXT_STEPS[name].format(run=target))
+
+
+NEXT_STEPS = {
+    "classify": "rnnkit classify eval {run} TEST.csv   (echo 'some text' | rnnkit classify predict {run})",
+    "tag": "rnnkit tag eval {run} TEST_FILE   (echo 'some text' | rnnkit tag predict {run})",
+    "forecast": "rnnkit forecast eval {run}   (the test span against the naive baselines, and a plot)",
+    "speech": "rnnkit speech eval {run} WAV_FOLDER   (rnnkit speech transcribe {run} FILE.wav)",
+    "caption": "rnnkit caption eval {run} IMAGES CAPTIONS.csv   (rnnkit caption predict {run} PICTURE)",
+}
+"""What to run after each task's ``train`` (the language model's is in :func:`train`)."""
 
 
 def _budget_flags(batch_size, lr, max_steps, max_minutes, eval_interval, seed, device=None, threads=None):

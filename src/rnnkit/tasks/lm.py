@@ -254,6 +254,24 @@ PRESETS = {
 }
 
 
+def describe_preset(config: LMConfig) -> str:
+    """One line of what a preset sets: model, batch and budget."""
+    m, t = config.model, config.train
+    budget = " or ".join(
+        ([f"{t.max_steps:,} steps"] if t.max_steps else [])
+        + ([f"{t.max_minutes:g} min"] if t.max_minutes else [])
+    )
+    return (
+        f"{m.cell} {m.num_layers}x{m.hidden_size}, dropout {m.dropout:g}, batch {t.batch_size}x{t.seq_len}, "
+        f"lr {t.lr:g}, {budget}"
+    )
+
+
+def presets_help() -> str:
+    """Every preset with its budget, for ``--help``."""
+    return "; ".join(f"{name} ({describe_preset(make())})" for name, make in PRESETS.items())
+
+
 def get_preset(name: str) -> LMConfig:
     try:
         return PRESETS[name]()

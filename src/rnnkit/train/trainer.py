@@ -453,6 +453,11 @@ class Trainer:
             return self.elapsed / (60 * c.max_minutes)
         return 0.0
 
+    def _where_now(self) -> str:
+        if not self.step:
+            return ""
+        return f"; at step {self.step:,} after {self.elapsed / 60:.1f} minutes"
+
     def _done(self) -> bool:
         c = self.config
         return bool(
@@ -519,8 +524,18 @@ class Trainer:
             raise UsageError("set --max-steps or --max-minutes (or both)")
         if c.threads:
             torch.set_num_threads(c.threads)
-        window_tokens, window_time, window_loss, window_steps = 0, 0.0, 0.0, 0
         summary: dict[str, Any] = {"stopped": "done"}
+        if self.rank == 0:
+            log.info("budget: %s%s", describe_budget(c), self._where_now())
+        if self._done():
+            log.warning(
+                "nothing to train: this run has already used its budget (%s). The budget counts from the "
+                "run's start, also on --resume: give a larger --max-steps or --max-minutes to go on",
+                self._where_now().removeprefix("; "),
+            )
+            summary.update(step=self.step, elapsed=self.elapsed, best_val=self.best_val, nothing_trained=True)
+            return summary
+        window_tokens, window_time, window_loss, window_steps = 0, 0.0, 0.0, 0
         bar = _Bar(self) if self.progress and self.rank == 0 else None
         beat = _Heartbeat(self) if bar is None and self.rank == 0 else None
         with _Signals() as signals, bar or contextlib.nullcontext():
@@ -601,6 +616,14 @@ class Trainer:
             with self.averaged():
                 self.task.on_evaluate(self.model, self.step)
             self.model.train()
+
+
+def describe_budget(c: TrainConfig) -> str:
+    """``at most 5 minutes`` / ``at most 2,000 steps or 10 minutes, whichever comes first``."""
+    parts = ([f"{c.max_steps:,} steps"] if c.max_steps else []) + (
+        [f"{c.max_minutes:g} minutes"] if c.max_minutes else []
+    )
+    return "at most " + " or ".join(parts) + (", whichever comes first" if len(parts) > 1 else "")
 
 
 class _Bar:
