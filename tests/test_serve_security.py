@@ -266,9 +266,13 @@ def test_security_headers_on_every_answer(client):
     policy = dict(part.strip().split(" ", 1) for part in PAGE_POLICY.split(";"))
     assert policy["script-src"].split()[0] == "'self'" and "unsafe-inline" not in PAGE_POLICY
     assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
-    docs = client.get("/docs")  # Swagger UI keeps working: it loads from its CDN
-    assert docs.status_code == 200 and "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    docs = client.get("/docs")  # Swagger UI from the swagger-ui-bundle package: nothing from another origin
+    assert docs.status_code == 200 and "https://" not in docs.headers["content-security-policy"]
+    assert "https://" not in docs.text and "/docs/assets/swagger-ui-bundle.js" in docs.text
     assert "frame-ancestors 'none'" in docs.headers["content-security-policy"]
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        found = client.get(f"/docs/assets/{asset}")
+        assert found.status_code == 200 and len(found.content) > 10_000, asset
 
 
 def test_the_playground_works_under_its_policy(run):

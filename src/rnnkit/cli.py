@@ -131,6 +131,14 @@ def train(
     split: Annotated[str | None, Opt(help="tail, files or auto.")] = None,
     encoding: Annotated[str | None, Opt(help="Text encoding of the input files.")] = None,
     errors: Annotated[str | None, Opt(help="strict or replace: what to do with undecodable bytes.")] = None,
+    strict: Annotated[
+        bool | None,
+        Opt(
+            "--strict/--skip-binary",
+            help="In a folder, stop at the first binary file instead of skipping it (hidden files and "
+            "folders such as .git are always skipped; the skipped files are counted in the log).",
+        ),
+    ] = None,
     seq_len: Annotated[int | None, Opt(help="Truncated-BPTT length in steps.")] = None,
     batch_size: Annotated[int | None, Opt(help="Parallel sequences per batch.")] = None,
     lr: LrOpt = None,
@@ -180,6 +188,7 @@ def train(
         "data.split": split,
         "data.encoding": encoding,
         "data.errors": errors,
+        "data.strict_folders": strict,
         "train.seq_len": seq_len,
         "train.batch_size": batch_size,
         "train.lr": lr,
@@ -211,7 +220,6 @@ def train(
             assignments.insert(0, "data.sources=" + json.dumps(list(data)))
         config = override(config, assignments)
         target = out if out is not None else Path("runs") / config.preset
-        log.info("preset %s, with your flags: %s", config.preset, lm.describe_preset(config))
     with from_environment(config.train.device) as place:
         if place.world_size > 1:
             config = override(config, [f"train.device={json.dumps(place.device)}"])
@@ -274,10 +282,21 @@ def sample(
     ] = False,
     beam: Annotated[int, Opt(help="Beam search with this many beams (0: sample).")] = 0,
     acrostic: Annotated[str, Opt(help="藏头诗: line i starts with the i-th of these characters.")] = "",
-    line_chars: Annotated[int, Opt(help="Poem form: characters per line (5 or 7).")] = 0,
+    line_chars: Annotated[
+        int | None,
+        Opt(
+            help="Poem form: characters per line, 5 or 7 (五言, 七言); 5 when only --lines or --acrostic "
+            "is given.",
+            show_default=False,
+        ),
+    ] = None,
     lines: Annotated[
-        int, Opt(help="Poem form: number of lines (4 or 8); default the acrostic's length or 4.")
-    ] = 0,
+        int | None,
+        Opt(
+            help="Poem form: number of lines (4: 绝句, 8: 律诗); default: the acrostic's length, else 4.",
+            show_default=False,
+        ),
+    ] = None,
     checkpoint: CheckpointOpt = "best",
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "cpu",
 ) -> None:
@@ -300,8 +319,10 @@ def sample(
             "warning: the model's vocabulary lacks these prime characters: %s; read as unknown", shown
         )
     form = None
-    if acrostic or line_chars or lines:
-        form = PoemForm(vocab, line_chars=line_chars or 5, lines=lines or None, acrostic=acrostic)
+    if acrostic or line_chars is not None or lines is not None:
+        form = PoemForm(
+            vocab, line_chars=5 if line_chars is None else line_chars, lines=lines, acrostic=acrostic
+        )
     banned = [vocab.unk_id] if vocab.unk_id is not None else []
     prime_ids = vocab.encode(prime).tolist()
     if not prime_ids:
@@ -357,36 +378,22 @@ def eval_(
     errors: Annotated[str, Opt(help="strict or replace.")] = "strict",
 ) -> None:
     """Nats per character, bits per character and perplexity of text under a trained model."""
-    import math
-
-    import torch
-
     from rnnkit.data.corpus import read_chunks, resolve_sources
-    from rnnkit.tasks.lm import load_lm, score_tokens
+    from rnnkit.tasks.lm import UNKNOWN_WARNING, load_lm, score_text
     from rnnkit.train.trainer import resolve_device
 
     _setup_logging()
     loaded = load_lm(run, checkpoint, device=str(resolve_device(device)))
     rows = []
     for doc in resolve_sources([str(f) for f in files]):
-        text = "".join(read_chunks(doc, encoding, errors))
-        ids = loaded.vocab.encode(text)
-        if len(ids) < 2:
-            raise DataError(f"{doc.name}: needs at least two characters to score")
-        with torch.no_grad():
-            nats, count = score_tokens(loaded.model, ids)
-        per = nats / count
-        unknown = loaded.vocab.missing(text)
-        rows.append(
-            {
-                "file": doc.name,
-                "chars": count,
-                "nats_per_char": per,
-                "bits_per_char": per / math.log(2),
-                "perplexity": math.exp(per),
-                "unknown_chars": len(unknown),
-            }
-        )
+        row = score_text(loaded, "".join(read_chunks(doc, encoding, errors)), doc.name)
+        rows.append(row)
+        if row["unknown_share"] > UNKNOWN_WARNING:
+            log.warning(
+                "warning: %s: %.1f%% of its characters (%s distinct) are unknown to this model; its "
+                "figures say little about this text",
+                doc.name, 100 * row["unknown_share"], f"{row['unknown_distinct']:,}",
+            )  # fmt: skip
     if json_:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -396,7 +403,13 @@ def eval_(
     from rnnkit.console import stdout
 
     table = Table(
-        "file", "chars", "nats/char", "bits/char", "perplexity", title=f"{run} ({loaded.checkpoint})"
+        "file",
+        "chars",
+        "nats/char",
+        "bits/char",
+        "perplexity",
+        "unknown",
+        title=f"{run} ({loaded.checkpoint})",
     )
     for row in rows:
         table.add_row(
@@ -405,6 +418,7 @@ def eval_(
             f"{row['nats_per_char']:.4f}",
             f"{row['bits_per_char']:.4f}",
             f"{row['perplexity']:.3f}",
+            f"{row['unknown_chars']:,} ({100 * row['unknown_share']:.1f}%)",
         )
     stdout.print(table)
 
@@ -506,8 +520,9 @@ Column = Annotated[str, Opt(help="A column name (needs a header row) or a 0-base
 @classify_app.command(
     "train",
     epilog="Examples:\n\n"
-    "  rnnkit classify train sst2/train.tsv --val sst2/dev.tsv --text-column sentence --label-column label "
-    "--out runs/sst2\n\n"
+    "  rnnkit classify train sst2/train.tsv --val sst2/dev.tsv --text-column 1 --label-column 0 "
+    "--out runs/sst2   (columns by number: SST-2's text column is 'sentence' in train.tsv, 'content' in "
+    "dev.tsv)\n\n"
     "  rnnkit classify train ChnSentiCorp_htl_all.csv --text-column review --label-column label "
     "--out runs/hotel --max-minutes 10\n\n",
 )
@@ -647,7 +662,7 @@ def classify_eval(
     encoding: Annotated[str, Opt(help="Text encoding of the file.")] = "utf-8",
 ) -> None:
     """Accuracy, macro-F1 and the confusion matrix of a trained classifier on a labelled file."""
-    from rnnkit.tasks.classify import load_classifier, score_file
+    from rnnkit.tasks.classify import format_confusion, load_classifier, score_file
 
     _setup_logging()
     loaded = load_classifier(run, checkpoint)
@@ -658,10 +673,7 @@ def classify_eval(
         return
     accuracy, macro_f1 = result["accuracy"], result["macro_f1"]
     print(f"{data}: {result['rows']:,} rows, accuracy {accuracy:.4f}, macro-F1 {macro_f1:.4f}")
-    width = max(len(x) for x in loaded.labels) + 2
-    print("gold \\ predicted".ljust(width + 6) + "".join(x.rjust(width) for x in loaded.labels))
-    for label, row in zip(loaded.labels, result["confusion"], strict=True):
-        print(label.ljust(width + 6) + "".join(str(v).rjust(width) for v in row))
+    print(format_confusion(loaded.labels, result["confusion"]))
 
 
 @classify_app.command("predict")
@@ -1368,12 +1380,15 @@ def serve(
 
 
 @app.command(
-    epilog="Example:\n\n  rnnkit inspect runs/shakespeare input.txt --out report.html --max-chars 3000\n\n",
+    epilog="Example:\n\n  rnnkit inspect runs/shakespeare ../shared/data/tinyshakespeare/input.txt "
+    "--max-chars 3000   (writes runs/shakespeare/report.html)\n\n",
 )
 def inspect(
     run: Annotated[Path, typer.Argument(help="A run folder made by rnnkit train.")],
     file: Annotated[Path, typer.Argument(help="A text file to read through the model.")],
-    out: Annotated[Path, Opt("--out", "-o", help="The HTML report to write.")] = Path("report.html"),
+    out: Annotated[
+        Path | None, Opt("--out", "-o", help="The HTML report to write (default: RUN/report.html).")
+    ] = None,
     layer: Annotated[int, Opt(help="Which layer (-1: the top).")] = -1,
     state: Annotated[str, Opt(help="auto, h (output) or c (LSTM cell, tanh).")] = "auto",
     max_chars: Annotated[int, Opt(help="Read at most this many characters of the file.")] = 2000,
@@ -1394,6 +1409,7 @@ def inspect(
     if len(text) < 2:
         raise DataError(f"{file}: needs at least two characters")
     model, vocab = loaded.model, loaded.vocab
+    out = out or run / "report.html"
     data = write_report(model, vocab, text, out, name=run.name, layer=layer, state=state, top=top)
     best = [f"{f['name']}: unit {f['units'][0]['unit']} (r={f['units'][0]['r']:+.2f})"
             for f in data["features"] if f["units"]]  # fmt: skip

@@ -77,6 +77,9 @@ def is_han(ch: str) -> bool:
     return len(ch) == 1 and unicodedata.name(ch, "").startswith("CJK UNIFIED IDEOGRAPH")
 
 
+LINE_CHARS = (5, 7)
+
+
 class PoemForm:
     """Classical form: ``lines`` lines of ``line_chars`` Chinese characters each, ``，`` after odd lines
     and ``。`` after even ones, a newline after each couplet; with ``acrostic``, line i starts with
@@ -84,7 +87,7 @@ class PoemForm:
 
     Args:
         vocab: the model's vocabulary (must hold the punctuation and the acrostic characters).
-        line_chars: characters per line (5 or 7 in the classical forms; any positive number works).
+        line_chars: characters per line: 5 or 7, the classical forms (五言, 七言).
         lines: number of lines (4: 绝句, 8: 律诗); defaults to the acrostic's length, else 4.
         acrostic: the characters that open the lines (藏头诗).
     """
@@ -92,8 +95,11 @@ class PoemForm:
     def __init__(self, vocab: Vocabulary, line_chars: int = 5, lines: int | None = None, acrostic: str = ""):
         if vocab.kind != "char":
             raise UsageError("--line-chars/--acrostic: need a character vocabulary")
-        if line_chars < 1:
-            raise UsageError(f"--line-chars: expected a positive number, got {line_chars}")
+        if line_chars not in LINE_CHARS:
+            raise UsageError(
+                f"--line-chars: the classical forms have 5 or 7 characters a line (五言, 七言), not "
+                f"{line_chars}"
+            )
         lines = lines or (len(acrostic) if acrostic else 4)
         if lines < 1:
             raise UsageError(f"--lines: expected a positive number, got {lines}")

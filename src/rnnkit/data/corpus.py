@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.data.files import check_not_binary
+from rnnkit.data.files import BOM, check_not_binary
 from rnnkit.data.vocab import Vocabulary, count_chars
 from rnnkit.errors import DataError
 
@@ -166,6 +166,8 @@ def _text_chunks(doc: Document, encoding: str, errors: str) -> Iterator[str]:
                 text = text[:-1]
             if "\r" in text:
                 text = text.replace("\r\n", "\n")
+            if BOM in text:  # at the start of a file, or where files were joined: never text
+                text = text.replace(BOM, "")
             if text:
                 yield text
             if not raw:
@@ -176,7 +178,7 @@ def _text_chunks(doc: Document, encoding: str, errors: str) -> Iterator[str]:
 
 def _poem_chunks(doc: Document, encoding: str, errors: str) -> Iterator[str]:
     try:
-        data = json.loads(doc.path.read_bytes().decode(encoding, errors))
+        data = json.loads(doc.path.read_bytes().decode(encoding, errors).replace(BOM, ""))
     except OSError as exc:
         raise DataError(f"{doc.name}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

@@ -13,19 +13,36 @@ from pathlib import Path
 from rnnkit.errors import DataError
 
 UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+BOM = "\ufeff"
+"""The byte-order mark as a character: dropped wherever a reader meets it (the start of a file, or
+where files were joined), since it is never text."""
+
+
+def looks_utf16(head: bytes) -> bool:
+    """A UTF-16 byte-order mark, or ASCII-range text as UTF-16: every other byte 0, the others not."""
+    if head.startswith(UTF16_MARKS):
+        return True
+    if len(head) < 16:
+        return False
+    even, odd = head[0::2], head[1::2]
+    for zeros, text in ((odd, even), (even, odd)):
+        if zeros.count(0) > 0.8 * len(zeros) and text.count(0) < 0.1 * len(text):
+            return True
+    return False
 
 
 def check_not_binary(head: bytes, name: str, what: str = "text") -> None:
     """Refuse the first bytes of a file that is not UTF-8 text: a :class:`DataError` naming it, with a
     hint where one helps (UTF-16 is text, but needs ``--encoding utf-16``)."""
-    if head.startswith(UTF16_MARKS) or (len(head) >= 16 and head[1::2].count(0) > len(head) * 0.4):
+    if looks_utf16(head):
         raise DataError(f"{name}: looks like UTF-16 text, not UTF-8: use --encoding utf-16")
     if b"\x00" in head[:8192]:
         raise DataError(f"{name}: looks binary (NUL bytes in the first 8 KB), not {what}")
 
 
 def read_text_file(path: Path, encoding: str = "utf-8", what: str = "a text file") -> str:
-    """The text of ``path`` without a byte-order mark; a :class:`DataError` naming the file otherwise."""
+    """The text of ``path`` without byte-order marks (anywhere); a :class:`DataError` naming the file
+    otherwise."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -52,4 +69,4 @@ def read_text_file(path: Path, encoding: str = "utf-8", what: str = "a text file
         raise DataError(f"{path}: not valid {encoding} at byte {exc.start} (try --encoding)") from None
     except LookupError:
         raise DataError(f"--encoding: unknown encoding {encoding!r}") from None
-    return text.removeprefix("\ufeff")
+    return text.replace(BOM, "")

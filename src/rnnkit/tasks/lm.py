@@ -76,6 +76,8 @@ class DataConfig:
     encoding: str = "utf-8"
     errors: str = "strict"
     """What to do with bytes that are not valid in the encoding: strict (stop) or replace."""
+    strict_folders: bool = False
+    """In a folder, stop at a binary file instead of skipping it (hidden files are skipped always)."""
 
     def __post_init__(self) -> None:
         if self.vocab not in KINDS:
@@ -494,6 +496,34 @@ def load_lm(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedLM
     return LoadedLM(model, vocab, config, loaded.name)
 
 
+UNKNOWN_WARNING = 0.05
+"""``rnnkit eval`` warns when more than this share of a text's characters are unknown to the model."""
+
+
+def score_text(loaded: LoadedLM, text: str, name: str) -> dict:
+    """Nats, bits and perplexity per character of ``text``, and how much of it the model cannot read:
+    ``unknown_chars`` counts occurrences (each one scored as the unknown token), ``unknown_distinct``
+    the distinct characters."""
+    ids = loaded.vocab.encode(text)
+    if len(ids) < 2:
+        raise DataError(f"{name}: needs at least two characters to score")
+    with torch.no_grad():
+        nats, count = score_tokens(loaded.model, ids)
+    per = nats / count
+    unk = loaded.vocab.unk_id
+    unknown = int((np.asarray(ids) == unk).sum()) if unk is not None else 0
+    return {
+        "file": name,
+        "chars": count,
+        "nats_per_char": per,
+        "bits_per_char": per / math.log(2),
+        "perplexity": math.exp(per),
+        "unknown_chars": unknown,
+        "unknown_distinct": len(loaded.vocab.missing(text)),
+        "unknown_share": unknown / len(ids),
+    }
+
+
 def generate_text(
     model: nn.Module,
     vocab: Vocabulary,
@@ -539,7 +569,7 @@ def _encode_then_commit(config: LMConfig, run: RunFolder, world_size: int) -> tu
 
     out = run.path
     d = config.data
-    docs = resolve_sources(d.sources)
+    docs = resolve_sources(d.sources, strict=d.strict_folders)
     # staged on the same file system as the run folder, so that rename works
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
@@ -640,6 +670,8 @@ def _fit_lm(config, out, corpus, model, resume, progress, rank, world_size, on_s
         trainer.resume("last")
         trainer.trim_metrics()
     params = sum(p.numel() for p in model.parameters())
+    if not resume:
+        log.info("preset %s, with your flags: %s", config.preset, describe_preset(config))
     log.info(
         "model: %s %dx%d, %s parameters, %s on %s",
         config.model.cell,
