@@ -125,3 +125,16 @@ def test_inspect_writes_its_report_into_the_run_folder(english_run, tmp_path, mo
     assert (run / "report.html").read_text().startswith("<!doctype html>")
     assert list(tmp_path.iterdir()) == []  # nothing written where the command was run
     (run / "report.html").unlink()
+
+
+@pytest.mark.parametrize("group", ["classify", "tag", "forecast", "speech", "caption"])
+def test_each_train_help_states_the_budget_its_config_sets(group, capsys):
+    from rnnkit.tasks import caption, classify, forecast, speech, tag
+
+    configs = {"classify": classify.ClassifierConfig, "tag": tag.TaggerConfig,
+               "forecast": forecast.ForecastConfig, "speech": speech.SpeechConfig,
+               "caption": caption.CaptionConfig}  # fmt: skip
+    config = configs[group]()
+    assert main([group, "train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert f"(0: no limit; default {config.train.max_minutes:g})" in text

@@ -78,7 +78,21 @@ TrustBackboneOpt = Annotated[
 EncodingOpt = Annotated[str, Opt(help="Text encoding of the files.")]
 OutOpt = Annotated[Path | None, Opt("--out", "-o", help="Run folder.")]
 NumLayersOpt = Annotated[int | None, Opt(help="Stacked layers.")]
-MaxMinutesOpt = Annotated[float | None, Opt(help="Stop after this many minutes (0: no limit).")]
+
+
+def minutes_opt(default: float) -> Any:
+    """``--max-minutes`` of a task's train command, its default (the task config's) in the help;
+    tests/test_first_hour.py checks each against the config."""
+    return Annotated[
+        float | None,
+        Opt(
+            help=f"Stop after this many minutes of training (0: no limit; default {default:g}). On --resume, "
+            "the run's total, not extra time.",
+            show_default=False,
+        ),
+    ]
+
+
 EvalIntervalOpt = Annotated[int | None, Opt(help="Evaluate and checkpoint every N steps.")]
 SeedOpt = Annotated[int | None, Opt(help="Random seed.")]
 ResumeOpt = Annotated[Path | None, Opt(help="Continue this run folder.")]
@@ -570,7 +584,7 @@ def classify_train(
     batch_size: Annotated[int | None, Opt(help="Texts per batch.")] = None,
     lr: LrOpt = None,
     max_steps: MaxStepsOpt = None,
-    max_minutes: MaxMinutesOpt = None,
+    max_minutes: minutes_opt(10) = None,
     eval_interval: EvalIntervalOpt = None,
     seed: SeedOpt = None,
     encoding: Annotated[str | None, Opt(help="Text encoding of the files.")] = None,
@@ -741,7 +755,7 @@ def tag_train(
     batch_size: Annotated[int | None, Opt(help="Sentences per batch.")] = None,
     lr: LrOpt = None,
     max_steps: MaxStepsOpt = None,
-    max_minutes: MaxMinutesOpt = None,
+    max_minutes: minutes_opt(10) = None,
     eval_interval: EvalIntervalOpt = None,
     seed: SeedOpt = None,
     encoding: Annotated[str | None, Opt(help="Text encoding of the files.")] = None,
@@ -894,7 +908,7 @@ def forecast_train(
     batch_size: Annotated[int | None, Opt(help="Windows per batch.")] = None,
     lr: LrOpt = None,
     max_steps: MaxStepsOpt = None,
-    max_minutes: MaxMinutesOpt = None,
+    max_minutes: minutes_opt(2) = None,
     eval_interval: EvalIntervalOpt = None,
     seed: SeedOpt = None,
     resume: ResumeOpt = None,
@@ -1022,7 +1036,7 @@ def speech_train(
     batch_size: Annotated[int | None, Opt(help="Recordings per batch.")] = None,
     lr: LrOpt = None,
     max_steps: MaxStepsOpt = None,
-    max_minutes: MaxMinutesOpt = None,
+    max_minutes: minutes_opt(10) = None,
     eval_interval: EvalIntervalOpt = None,
     seed: SeedOpt = None,
     threads: ThreadsOpt = None,
@@ -1186,7 +1200,7 @@ def caption_train(
     batch_size: Annotated[int | None, Opt(help="Captions per batch.")] = None,
     lr: LrOpt = None,
     max_steps: MaxStepsOpt = None,
-    max_minutes: MaxMinutesOpt = None,
+    max_minutes: minutes_opt(10) = None,
     eval_interval: EvalIntervalOpt = None,
     seed: SeedOpt = None,
     threads: ThreadsOpt = None,
