@@ -275,3 +275,41 @@ def test_cli_bigram_size_zero_trains_without_bigrams(tmp_path, capsys):
         assert bool(saved["bigrams"]) is has and saved["config"]["model"]["bigram_size"] == int(size)
         assert main(["tag", "predict", str(run), str(train)]) == 0
         assert capsys.readouterr().out.count("\n") >= 200
+
+
+def test_one_epoch_sends_few_shapes_to_the_fused_kernel_under_bf16():
+    """Under CPU bf16 autocast each new shape the fused RNN kernel sees can build and keep a oneDNN
+    primitive (the tagger grew to 8.3 GB on a native-bf16 CPU): padded batches are a multiple of 8
+    wide, and packed batches (whose shape is their whole pattern of lengths) run in fp32."""
+    import collections
+
+    import rnnkit.nn.recurrent as recurrent
+    from rnnkit.data.buckets import padded_width
+    from rnnkit.tasks.tag import EncodedTags, Tagger, TaggerConfig, TagTask
+
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 90) for _ in range(400)] + [16] * 64  # some batches with no padding at all
+    rows = [[rng.randrange(1, 20) for _ in range(n)] for n in lengths]
+    data = EncodedTags(rows, [[rng.randrange(2) for _ in r] for r in rows])
+    config = TaggerConfig()
+    config.train.batch_size = 16
+    task = TagTask(config, data, data, None, ["B", "I"])
+    model = Tagger(20, 2, config.model, 0)
+    recurrent.FUSED_SHAPES = collections.Counter()
+    try:
+        widths, batches = set(), -(-len(lengths) // 16)  # one epoch
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+            for _ in range(batches):
+                (ids, batch_lengths, tags, bigrams), _ = task.next_batch()
+                widths.add(ids.shape[1])
+                assert ids.shape[1] == padded_width(int(batch_lengths.max())) and tags.shape == ids.shape
+                model.emissions(ids, batch_lengths, bigrams)
+        seen = recurrent.FUSED_SHAPES
+    finally:
+        recurrent.FUSED_SHAPES = None
+    assert widths <= set(range(8, 96 + 1, 8))  # at most 12 widths for sentences of up to 90 tokens
+    bf16 = {key for key in seen if key[1] == "bfloat16"}
+    assert bf16 and all(kind == "padded" for kind, _, _ in bf16)  # a packed call never runs in bf16
+    assert len(bf16) <= len(widths)  # one padded shape per width (a full batch of one length)
+    assert task.stream.epoch == 0 and task.stream.index == batches  # exactly one epoch was read
+    assert sum(seen.values()) == batches  # every call counted, one a batch

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnkit.config import check_rnn_fields, to_dict
-from rnnkit.data.buckets import BucketStream, pad
+from rnnkit.data.buckets import BucketStream, pad, padded_width
 from rnnkit.data.seqlabel import Sentences, entity_scores, read_sentences, segmentation_scores
 from rnnkit.data.table import TokenVocab, bigram_keys, choose_tokens, token_key
 from rnnkit.errors import CheckpointError, DataError
@@ -203,10 +203,15 @@ class EncodedTags:
     bigrams: list[list[int]] | None = None
 
     def batch(self, rows: list[int]) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Padded (ids, lengths, bigrams) of the given rows."""
-        ids, lengths = pad([self.ids[i] for i in rows])
-        bigrams = pad([self.bigrams[i] for i in rows])[0] if self.bigrams is not None else None
+        """Padded (ids, lengths, bigrams) of the given rows, :func:`padded_width` wide (the bigrams,
+        which join each token to both neighbours, one more)."""
+        width = padded_width(max(len(self.ids[i]) for i in rows))
+        ids, lengths = pad([self.ids[i] for i in rows], width)
+        bigrams = pad([self.bigrams[i] for i in rows], width + 1)[0] if self.bigrams is not None else None
         return ids, lengths, bigrams
+
+    def tag_batch(self, rows: list[int], width: int) -> Tensor:
+        return pad([self.tags[i] for i in rows], width)[0]
 
 
 def encode(sentences: Sentences, inputs: Inputs, tag_index: dict[str, int], path: str) -> EncodedTags:
@@ -253,8 +258,7 @@ class TagTask(Task):
     def next_batch(self):
         rows = self.stream.next_rows()
         ids, lengths, bigrams = self.train.batch(rows)
-        tags, _ = pad([self.train.tags[i] for i in rows])
-        return (ids, lengths, tags, bigrams), False
+        return (ids, lengths, self.train.tag_batch(rows, ids.shape[1]), bigrams), False
 
     def data_state(self) -> dict:
         return self.stream.state()
@@ -279,7 +283,7 @@ class TagTask(Task):
             for start in range(0, len(order), 128):
                 rows = order[start : start + 128]
                 ids, lengths, bigrams = self.val.batch(rows)
-                tags, _ = pad([self.val.tags[i] for i in rows])
+                tags = self.val.tag_batch(rows, ids.shape[1])
                 scores = model.emissions(ids.to(device), lengths, to_device(bigrams, device))
                 total += float(model.loss_of(scores, lengths, tags.to(device)))
                 tokens += int(lengths.sum())
