@@ -112,7 +112,8 @@ def _presets_help() -> str:
     "  rnnkit train poetry.txt --preset poetry --out runs/poetry --max-minutes 15\n\n"
     "  rnnkit train jay.txt --preset lyrics --cell gru --hidden-size 384 --out runs/jay\n\n"
     "  rnnkit train --resume runs/shakespeare --max-minutes 30\n\n"
-    "  torchrun --nproc-per-node 2 -m rnnkit train input.txt --out runs/ddp   (DDP; see docs/scaling.md)\n\n",
+    "  torchrun --nproc-per-node 2 -m rnnkit train ../shared/data/tinyshakespeare/input.txt --out runs/ddp"
+    "   (DDP; see docs/scaling.md)\n\n",
 )
 def train(
     data: Annotated[
