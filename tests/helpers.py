@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -63,23 +64,37 @@ def served_run(tmp_path: Path, steps: int = 30) -> Path:
 
 
 @contextmanager
-def live_server(app):
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+def running(server):
+    """Run a ``uvicorn.Server`` in a thread until the block ends; yields the port it bound."""
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
+        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.servers[0].sockets[0].getsockname()[1]
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def live_server(app):
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL."""
+    import uvicorn
+
+    with running(uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def events_of(text: str) -> list[tuple[str, dict]]:
+    """The (event, data) pairs of a server-sent-events answer."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
 
 
 def standin_cnn():

@@ -22,9 +22,8 @@ COLLECTED = {doc: collect(REPO / doc, doc) for doc in DOCS}
 RUNNABLE = [doc for doc in DOCS if any(c.skip is None for c in COLLECTED[doc])]
 SKIPPED = [c for doc in DOCS for c in COLLECTED[doc] if c.skip is not None]
 
-# Files a page's commands may leave outside runs/, each with why. docs/serve.md belongs to the serving
-# work: its inspect and plot examples write report.html and cws.png in the repository's root (to be
-# moved under runs/ there). The set must match exactly, so that a fixed page drops its entry.
+# Files a page's commands may leave outside runs/, each with why (none today). The set must match
+# exactly, so that a fixed page drops its entry.
 ALLOWED_LEFTOVERS: dict[str, set[str]] = {}
 
 JOBS = 2  # pages run at once; each command runs on one CPU thread

@@ -45,7 +45,8 @@ def test_help_shows_what_each_preset_sets_and_how_long_it_trains(capsys):
     text = " ".join(capsys.readouterr().out.split())  # the help box wraps lines
     text = text.replace("│ ", "").replace(" │", "")
     for preset, budget in (("shakespeare", "5 min"), ("poetry", "15 min"), ("demo", "2 min")):
-        assert f"{preset} (lstm" in text and budget in text.split(f"{preset} (lstm", 1)[1].split(")")[0]
+        described = text.split(f"{preset} (lstm", 1)[1].split(")")[0]
+        assert described.endswith(f", {budget}"), (preset, described)  # "5 min", never "15 min"
     assert "On --resume, the run's total, not extra time." in text
 
 

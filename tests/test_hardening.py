@@ -268,7 +268,7 @@ def test_checkpoint_files_that_are_not_what_the_manifest_says(ws, attack):
     else:
         with open(folder / "model.safetensors", "r+b") as handle:
             handle.truncate(20 * 2**30)
-        words = "checksum mismatch"
+        words = "does not match its checksum record"
     before = snapshot(ws)
     started = time.monotonic()
     done = cli("sample", run, "--length", "5", cwd=ws, timeout=60)
@@ -450,3 +450,91 @@ def test_hidden_folders_and_binary_files_in_a_corpus_folder_are_skipped(ws, capl
     assert main(["train", str(corpus), "--out", str(ws / "p"), *TINY, "--max-steps", "2"]) == 0
     info = json.loads((ws / "p" / "data" / "corpus.json").read_text())
     assert info["documents"] == 1
+
+
+# -------------------------------------------------------------------------------------------------
+# found in review: what a re-signed manifest can claim is bounded too
+
+
+def test_a_resigned_manifest_cannot_raise_the_json_ceiling(ws):
+    run = ws / "run"
+    name = best(run)
+    with open(run / name / "config.json", "r+b") as handle:
+        handle.truncate(70 * 2**20)  # 70 MB of zeros, over the 64 MB a JSON file of a run may have
+    resign(run, name, "config.json")  # size and checksum both rewritten
+    done = cli("sample", run, "--length", "5", cwd=ws)
+    assert done.returncode == 4 and one_line(done.stderr), done.stderr
+    assert "more than the 67,108,864 this file may have" in done.stderr
+
+
+def test_a_resigned_huge_trainer_state_is_refused_before_it_is_read(ws):
+    run = ws / "run"
+    name = last(run)
+    with open(run / name / "state.safetensors", "r+b") as handle:
+        handle.truncate(3 * 2**30)  # sparse: more than the whole address space the child may use
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["checkpoints"][name]["state.safetensors"]["bytes"] = 3 * 2**30
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    done = cli("train", "--resume", run, "--quiet", cwd=ws)
+    assert done.returncode == 4 and one_line(done.stderr), done.stderr
+    assert "state.safetensors" in done.stderr
+
+
+@pytest.mark.parametrize("value", [["ckpt-000020"], {"a": 1}, 7])
+def test_a_manifest_whose_last_is_not_a_name(ws, capsys, value):
+    run = ws / "run"
+    edit_json(run / "manifest.json", lambda m: m.update(last=value))
+    code = main(["sample", str(run), "--length", "3"])
+    err = capsys.readouterr().err
+    assert code == 4 and one_line(err) and "names no listed checkpoint" in err, err
+
+
+def test_a_lock_file_that_is_a_fifo_neither_hangs_nor_crashes(ws, capsys):
+    run = ws / "run"
+    os.mkfifo(run / ".lock")
+    started = time.monotonic()
+    code = main(["train", "--resume", str(run), "--max-steps", "30", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and one_line(err) and "cannot be the run's lock" in err, err
+    assert time.monotonic() - started < 20
+
+
+def test_nothing_is_written_through_a_link_in_a_run_folder(ws, capsys, tmp_path):
+    run, outside = ws / "run", tmp_path / "outside"
+    outside.mkdir()
+    (run / "report.html").symlink_to(outside / "report.html")
+    code = main(["inspect", str(run), str(ws / "text.txt"), "--max-chars", "200"])
+    err = capsys.readouterr().err
+    assert code == 2 and one_line(err) and "a symbolic link" in err, err
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to(outside / "metrics.jsonl")  # dangling: appending would create it
+    code = main(["train", "--resume", str(run), "--max-steps", "30", "--quiet"])
+    assert code != 0 and one_line(capsys.readouterr().err)
+    assert list(outside.iterdir()) == []
+
+
+def test_sizes_past_what_a_tensor_can_hold_are_a_usage_error(ws, capsys):
+    code = main(["train", str(ws / "text.txt"), "--out", str(ws / "h"), *TINY, "--hidden-size", "3000000000"])
+    err = capsys.readouterr().err
+    assert code == 2 and one_line(err) and "too large to build" in err, err
+    assert not (ws / "h").exists()
+
+
+def test_a_failed_new_run_removes_the_folders_it_made(ws, capsys):
+    (ws / "empty.txt").write_text("")
+    code = main(["train", str(ws / "empty.txt"), "--out", str(ws / "a" / "b" / "c"), *TINY])
+    assert code == 3 and one_line(capsys.readouterr().err)
+    assert not (ws / "a").exists()
+
+
+def test_a_manifest_written_before_sizes_were_recorded_still_loads(ws, capsys):
+    run = ws / "run"
+
+    def bare(manifest):
+        for files in manifest["checkpoints"].values():
+            for name, record in files.items():
+                files[name] = record["sha256"]  # the format of manifests before this session
+
+    edit_json(run / "manifest.json", bare)
+    assert main(["sample", str(run), "--length", "20", "--seed", "1"]) == 0
+    assert main(["train", "--resume", str(run), "--max-steps", "24", "--quiet"]) == 0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from tests.helpers import live_server, served_run
+from tests.helpers import events_of, live_server, served_run
 
 from rnnkit import xray
 from rnnkit.cli import main
@@ -34,14 +34,6 @@ def run(tmp_path_factory):
 def client(run):
     with TestClient(create_app(ServeConfig(runs=[f"tiny={run}", str(run)])), base_url=LOOPBACK) as c:
         yield c
-
-
-def events_of(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.split("\n"))
-        out.append((lines["event"], json.loads(lines["data"])))
-    return out
 
 
 def test_health_models_and_openapi(client, run):

@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from tests.helpers import live_server, served_run
+from tests.helpers import events_of, live_server, running, served_run
 
 from rnnkit.cli import main
 from rnnkit.serve import ServeConfig, create_app
@@ -44,17 +44,8 @@ def guarded_server(app, **limits):
     """``app`` under uvicorn with the settings ``rnnkit serve`` uses, on 127.0.0.1 (a free port); yields
     the port."""
     server = uvicorn.Server(uvicorn_config(app, ServeConfig(runs=[], host="127.0.0.1", port=0, **limits)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with running(server) as port:
+        yield port
 
 
 def read_all(sock: socket.socket, limit: float = 10.0) -> bytes:
@@ -82,14 +73,6 @@ def post_bytes(path: str, payload: dict, *, close: bool = False) -> bytes:
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     head += "Connection: close\r\n" if close else ""
     return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
-
-
-def events_of(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.split("\n"))
-        out.append((lines["event"], json.loads(lines["data"])))
-    return out
 
 
 # -------------------------------------------------------------------------------------------------

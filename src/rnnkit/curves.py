@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rnnkit.errors import CheckpointError, UsageError
 from rnnkit.train.checkpoint import ENSEMBLE_FILE, METRICS_FILE, read_metrics
+from rnnkit.train.rundir import no_symlink
 
 LOSSES = ("train_loss", "val_loss")
 
@@ -56,6 +57,6 @@ def plot_curves(run_dir: Path, out: Path) -> list[str]:
         right.grid(alpha=0.3)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(no_symlink(out), dpi=110)
     plt.close(fig)
     return list(series)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rnnkit import xray
 from rnnkit.serve.app import STATIC, inspection
+from rnnkit.train.rundir import no_symlink
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -64,5 +65,5 @@ def write_report(model, vocab, text: str, out: Path, *, name: str, layer: int = 
         last=data["units"] - 1,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    no_symlink(out).write_text(page, encoding="utf-8")
     return data

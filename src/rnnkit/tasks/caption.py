@@ -53,7 +53,7 @@ from rnnkit.train.checkpoint import (
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
-from rnnkit.train.rundir import RunFolder
+from rnnkit.train.rundir import RunFolder, no_symlink
 from rnnkit.train.task import Task
 
 log = logging.getLogger("rnnkit")
@@ -656,7 +656,7 @@ def picture_grid(paths: list[Path], texts: list[str], out: Path, columns: int = 
         ax.set_title("\n".join(_wrap(text, 34)), fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    fig.savefig(no_symlink(out), dpi=100)
     plt.close(fig)
 
 

@@ -455,9 +455,10 @@ class ClassifyTask(Task):
 
 
 class PretrainTask(Task):
-    unit = "tokens"
     """Language-model pre-training on the classification task's training texts (labels unused); the
     validation texts give ``val_lm_loss``, nats per predicted token."""
+
+    unit = "tokens"
 
     selection = ("val_lm_loss", "min")
 

@@ -46,7 +46,7 @@ from rnnkit.train.checkpoint import (
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
-from rnnkit.train.rundir import RunFolder
+from rnnkit.train.rundir import RunFolder, no_symlink
 from rnnkit.train.task import Task
 
 log = logging.getLogger("rnnkit")
@@ -486,7 +486,7 @@ def plot(result: dict, out: Path, title: str) -> None:
     fig.autofmt_xdate()
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    fig.savefig(no_symlink(out))
     plt.close(fig)
 
 

@@ -356,8 +356,9 @@ def build_model(config: LMConfig, vocab_size: int) -> CharLM:
 
 
 class LMTask(Task):
-    unit = "chars"
     """Feeds the trainer TBPTT batches from the memmapped corpus and measures validation nats/token."""
+
+    unit = "chars"
 
     def __init__(
         self,

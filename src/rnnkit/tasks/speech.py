@@ -47,7 +47,7 @@ from rnnkit.train.checkpoint import (
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
-from rnnkit.train.rundir import RunFolder
+from rnnkit.train.rundir import RunFolder, no_symlink
 from rnnkit.train.task import Task
 
 log = logging.getLogger("rnnkit")
@@ -621,6 +621,6 @@ def plot_attention(loaded: LoadedSpeech, path: Path, out: Path) -> str:
                xlim=(0, seconds))  # fmt: skip
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(no_symlink(out), dpi=110)
     plt.close(fig)
     return text

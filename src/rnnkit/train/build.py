@@ -66,8 +66,12 @@ def meta_shapes(build: Callable[[], nn.Module], max_tensors: int, max_numel: int
     try:
         with torch.device("meta"), _bounded(max_tensors, max_numel):
             model = build()
-    except _TooLarge:
+    except (_TooLarge, OverflowError):
         return None
+    except RuntimeError as exc:  # sizes past what a tensor can hold (2**63 elements)
+        if "overflow" in str(exc).lower() or "too large" in str(exc).lower():
+            return None
+        raise
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
@@ -107,9 +111,7 @@ def _real_build(build: Callable[[], M], error: type[Exception], where: str) -> M
         raise error(f"{where}: the model does not fit in memory ({str(exc).splitlines()[0]})") from None
 
 
-def build_checked(
-    build: Callable[[], M], *, checkpoint: Checkpoint | None = None, training: bool = True
-) -> M:
+def build_checked(build: Callable[[], M], *, checkpoint: Checkpoint | None = None) -> M:
     """``build()``, once its model is shown to fit: the weights of ``checkpoint`` exactly (names and
     shapes, else :class:`CheckpointError`), or for a new model the memory training it needs (else
     :class:`UsageError` naming the size)."""
@@ -126,18 +128,26 @@ def build_checked(
             raise CheckpointError(
                 f"{where}: describes a model that does not fit model.safetensors ({detail})"
             )
+        need = 2 * checkpoint.model_bytes  # the file's bytes and the model's tensors, both in memory
+        free = available_memory()
+        if free is not None and need > free:
+            raise CheckpointError(
+                f"{checkpoint.folder}/model.safetensors: loading it needs about {_gigabytes(need)}, more "
+                f"than the {_gigabytes(free)} free here"
+            )
         return _real_build(build, CheckpointError, where)
     found = meta_shapes(build, MAX_TENSORS)
     if found is None:
         raise UsageError(
-            f"the model would have more than {MAX_TENSORS:,} parameter tensors; use fewer layers"
+            f"the model is too large to build (more than {MAX_TENSORS:,} parameter tensors, or a tensor "
+            "past 2**63 elements): choose a smaller --hidden-size or --num-layers"
         )
     numel = sum(prod(shape) for shape in found.values())
-    need = numel * (TRAINING_BYTES_PER_PARAMETER if training else 4)
+    need = numel * TRAINING_BYTES_PER_PARAMETER
     free = available_memory()
     if free is not None and need > free:
         raise UsageError(
-            f"the model has {numel:,} parameters; {'training' if training else 'holding'} it needs about "
+            f"the model has {numel:,} parameters; training it needs about "
             f"{_gigabytes(need)}, more than the {_gigabytes(free)} free here: choose a smaller "
             "--hidden-size or --num-layers"
         )

@@ -58,6 +58,9 @@ ENSEMBLE_FILE = "ensemble.json"
 STATE_FILE = "state.safetensors"
 TRAINER_FILE = "trainer.json"
 CHECKPOINT_FILES = (MODEL_FILE, CONFIG_FILE, STATE_FILE, TRAINER_FILE)
+STATE_COPIES = 4
+"""A trainer state holds at most this many copies of the model's size (AdamW's two moments, the raw
+weights under weight averaging, one spare), beside the carried state and the RNG."""
 CHECKPOINT_NAME = re.compile(r"ckpt-[0-9]{6,12}")
 _PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DDP wrappers
 
@@ -139,13 +142,12 @@ def _check_manifest(manifest: dict, path: Path) -> None:
         if not CHECKPOINT_NAME.fullmatch(name) or not isinstance(files, dict):
             raise CheckpointError(f"{path}: {name!r} is not a checkpoint name")
         for filename, entry in files.items():
-            if (
-                filename not in (MODEL_FILE, CONFIG_FILE, STATE_FILE, TRAINER_FILE)
-                or _file_entry(entry) is None
-            ):
+            if filename not in CHECKPOINT_FILES or _file_entry(entry) is None:
                 raise CheckpointError(f"{path}: {name}/{filename!r} is not a checkpoint file")
     for key in ("last", "best"):
-        if manifest.get(key) is not None and manifest[key] not in checkpoints:
+        if manifest.get(key) is not None and (
+            not isinstance(manifest[key], str) or manifest[key] not in checkpoints
+        ):
             raise CheckpointError(f"{path}: the manifest's {key!r} names no listed checkpoint")
     data = manifest.get("data", {})
     if not isinstance(data, dict) or any(
@@ -284,13 +286,16 @@ class Checkpoint:
     state_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     trainer_state: dict = field(default_factory=dict)
     model_record: tuple[str, int | None] = ("", None)
+    model_bytes: int = 0
+    """The size of the weights file, which its header accounts for byte by byte."""
     _model_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def model_state(self) -> dict[str, torch.Tensor]:
         if self._model_state is None:
             path = self.folder / MODEL_FILE
-            self._model_state = _parse_safetensors(path, _read_verified(path, self.model_record))
+            data = _read_verified(path, self.model_record, limit=self.model_bytes)
+            self._model_state = _parse_safetensors(path, data)
         return self._model_state
 
 
@@ -330,18 +335,24 @@ def load_checkpoint(
     name = manifest.get(which) or manifest["last"]
     sums = manifest["checkpoints"][name]
     folder = run_dir / name
+    if folder.is_symlink() or not folder.is_dir():
+        raise CheckpointError(f"{folder}: not a checkpoint folder (a run folder holds no symbolic links)")
     config_bytes = _read_verified(folder / CONFIG_FILE, _record(sums, folder, CONFIG_FILE))
     config = _parse_json(config_bytes, folder / CONFIG_FILE, "checkpoint", "format_version")
     if task is not None and config.get("task") != task:
         raise CheckpointError(f"{run_dir}: a {config.get('task')!r} checkpoint, not a {task!r} one")
     model_record = _record(sums, folder, MODEL_FILE)
     shapes = read_safetensors_shapes(folder / MODEL_FILE, model_record[1])
-    loaded = Checkpoint(folder, name, config, shapes, model_record=model_record)
+    model_bytes = os.lstat(folder / MODEL_FILE).st_size  # checked: regular, and all of it accounted for
+    loaded = Checkpoint(folder, name, config, shapes, model_record=model_record, model_bytes=model_bytes)
     if with_state:
         path = folder / STATE_FILE
-        loaded.state_tensors = _parse_safetensors(
-            path, _read_verified(path, _record(sums, folder, STATE_FILE), limit=2**40)
-        )
+        record = _record(sums, folder, STATE_FILE)
+        read_safetensors_shapes(path, record[1])  # a well-formed file, before it is read whole
+        # the optimizer's two moments, the raw weights under averaging, the carried state and the RNG:
+        # never more than a few copies of the model
+        limit = STATE_COPIES * model_bytes + 64 * 2**20
+        loaded.state_tensors = _parse_safetensors(path, _read_verified(path, record, limit=limit))
         path = folder / TRAINER_FILE
         trainer_state = parse_json(_read_verified(path, _record(sums, folder, TRAINER_FILE)), path, "state")
         if not isinstance(trainer_state, dict):

@@ -20,9 +20,11 @@ Every training goes through one :class:`RunFolder`::
 from __future__ import annotations
 
 import fcntl
+import glob
 import os
 import re
 import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -66,13 +68,37 @@ def foreign_entries(path: Path) -> list[str]:
     return sorted(e.name for e in path.iterdir() if e.is_symlink() or not OURS.fullmatch(e.name))
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def _open_lock(path: Path, flags: int) -> int:
+    """The lock file's descriptor; anything but a regular file there (a FIFO, a symlink, a folder that
+    someone put in its place) is a one-line error, never a hang or a traceback."""
+    lock = Path(path) / LOCK_FILE
+    try:
+        fd = os.open(lock, flags | _NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise UsageError(f"{lock}: cannot be used as the run's lock ({exc.strerror}); remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{lock}: not a regular file, so it cannot be the run's lock; remove it")
+    return fd
+
+
+def no_symlink(path: Path) -> Path:
+    """``path``, to be written: refused when it is a symbolic link, which a run folder from someone else
+    could hold to make rnnkit write elsewhere (reports, plots and metrics go into run folders)."""
+    if Path(path).is_symlink():
+        raise UsageError(f"{path}: a symbolic link; rnnkit writes only files of its own, not through links")
+    return Path(path)
+
+
 def refuse_if_busy(path: Path) -> None:
     """A :class:`UsageError` naming the process that trains into ``path``, if one does (read-only: it
     writes nothing, so a refused command leaves the folder as it was)."""
-    try:
-        fd = os.open(Path(path) / LOCK_FILE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
+    if not os.path.lexists(Path(path) / LOCK_FILE):
         return
+    fd = _open_lock(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -98,7 +124,7 @@ class RunFolder:
     def __init__(self, path: Path, *, force: bool = False, resume: bool = False, rank: int = 0) -> None:
         self.path = Path(path)
         self.force, self.resume, self.rank = force, resume, rank
-        self.created = False
+        self.created: Path | None = None
         self.committed = False
         self._replace = False
         self._fd: int | None = None
@@ -115,15 +141,25 @@ class RunFolder:
         # under the lock, which another process may have held meanwhile
         refuse_if_busy(path)
         self._check()
-        self.created = not path.exists()
+        self.created = self._top_missing(path)
         path.mkdir(parents=True, exist_ok=True)
         try:
             self._lock()
             self._check()
+            if not self.resume:
+                self._clean_staging()  # under the lock: a staging folder of ours is a dead run's
         except BaseException:
             self._release(failed=True)
             raise
         return self
+
+    @staticmethod
+    def _top_missing(path: Path) -> Path | None:
+        """The topmost folder of ``path`` that does not exist yet (removed again on failure)."""
+        top = None
+        while not path.exists():
+            top, path = path, path.parent
+        return top
 
     def __exit__(self, kind, value, traceback) -> None:
         self._release(failed=kind is not None)
@@ -133,7 +169,7 @@ class RunFolder:
     def _lock(self) -> None:
         lock = self.path / LOCK_FILE
         while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            fd = _open_lock(self.path, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -155,8 +191,8 @@ class RunFolder:
         """Unlock; the lock file goes too (removed while held, so no other process can hold it then)."""
         if self._fd is None:
             return
-        if failed and not self.committed and self.created:
-            shutil.rmtree(self.path, ignore_errors=True)  # it holds our lock file only
+        if failed and not self.committed and self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)  # made by us: the lock file is all it holds
         else:
             (self.path / LOCK_FILE).unlink(missing_ok=True)
         os.close(self._fd)
@@ -173,7 +209,6 @@ class RunFolder:
         """Refuse a folder a new run may not replace; changes nothing."""
         path = self.path
         entries = [e for e in path.iterdir() if e.name != LOCK_FILE]
-        self._clean_staging()
         if not entries:
             return
         if not is_run_folder(path):
@@ -203,7 +238,7 @@ class RunFolder:
 
     def _clean_staging(self) -> None:
         """Staging folders of this run left by a process killed mid-encoding (it held our lock)."""
-        for entry in self.path.parent.glob(f".{self.path.name}.staging-*"):
+        for entry in self.path.parent.glob(f".{glob.escape(self.path.name)}.staging-*"):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
 
@@ -213,7 +248,8 @@ class RunFolder:
         if self.rank != 0 or self.resume:
             return
         if self._replace:
-            for entry in self.path.iterdir():
+            # the manifest last: a replacement stopped half-way still holds it, so --force still works
+            for entry in sorted(self.path.iterdir(), key=lambda e: e.name == MANIFEST):
                 if entry.name == LOCK_FILE:
                     continue
                 if entry.is_dir() and not entry.is_symlink():

@@ -28,8 +28,9 @@ def read_regular_file(
     """The bytes of ``path`` (empty unless ``keep``) and their SHA-256, or a one-line CheckpointError.
 
     ``path`` must be a regular file (a symlink, FIFO or device is refused before it is opened) of
-    exactly ``size`` bytes when given, else of at most ``limit``; it is read and hashed in chunks, and
-    a file that is swapped or grows while it is read is refused too.
+    exactly ``size`` bytes when given, and in any case of at most ``limit`` (the manifest that records
+    ``size`` may have been rewritten too); it is read and hashed in chunks, and a file that is swapped
+    or grows while it is read is refused too.
     """
     try:
         info = os.lstat(path)
@@ -42,10 +43,10 @@ def read_regular_file(
         raise CheckpointError(f"{path}: {kind}; a run folder holds only regular files")
     if size is not None and info.st_size != size:
         raise CheckpointError(
-            f"{path}: checksum mismatch, {info.st_size:,} bytes where the manifest records {size:,} (the "
-            "file is corrupt or was changed)"
+            f"{path}: does not match its checksum record ({info.st_size:,} bytes where the manifest records "
+            f"{size:,}): the file is corrupt or was changed"
         )
-    if size is None and info.st_size > limit:
+    if info.st_size > limit:  # whatever the manifest says: a re-signed manifest can say anything
         raise CheckpointError(f"{path}: {info.st_size:,} bytes, more than the {limit:,} this file may have")
     digest, chunks, got = hashlib.sha256(), [], 0
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -106,8 +107,8 @@ def read_safetensors_shapes(path: Path, size: int | None = None) -> dict[str, tu
         total = os.fstat(fd).st_size
         if size is not None and total != size:
             raise CheckpointError(
-                f"{path}: checksum mismatch, {total:,} bytes where the manifest records {size:,} (the file "
-                "is corrupt or was changed)"
+                f"{path}: does not match its checksum record ({total:,} bytes where the manifest records "
+                f"{size:,}): the file is corrupt or was changed"
             )
         head = os.read(fd, 8)
         length = struct.unpack("<Q", head)[0] if len(head) == 8 else -1

@@ -420,7 +420,8 @@ class Trainer:
         """Append one line to metrics.jsonl, flushed and fsynced (a torn last line is ignored on read)."""
         if not self.writes:
             return
-        with open(self.run_dir / ckpt.METRICS_FILE, "a", encoding="utf-8") as handle:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)  # never through a link
+        with open(os.open(self.run_dir / ckpt.METRICS_FILE, flags, 0o644), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
