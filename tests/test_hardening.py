@@ -505,11 +505,17 @@ def test_nothing_is_written_through_a_link_in_a_run_folder(ws, capsys, tmp_path)
     (run / "report.html").symlink_to(outside / "report.html")
     code = main(["inspect", str(run), str(ws / "text.txt"), "--max-chars", "200"])
     err = capsys.readouterr().err
-    assert code == 2 and one_line(err) and "a symbolic link" in err, err
+    assert code == 4 and one_line(err) and "holds symbolic links (report.html)" in err, err
+    (run / "report.html").unlink()
     (run / "metrics.jsonl").unlink()
     (run / "metrics.jsonl").symlink_to(outside / "metrics.jsonl")  # dangling: appending would create it
     code = main(["train", "--resume", str(run), "--max-steps", "30", "--quiet"])
-    assert code != 0 and one_line(capsys.readouterr().err)
+    assert code == 4 and one_line(capsys.readouterr().err)
+    (tmp_path / "mine.html").symlink_to(outside / "mine.html")  # --out: never written through either
+    (run / "metrics.jsonl").unlink()
+    code = main(["inspect", str(run), str(ws / "text.txt"), "--out", str(tmp_path / "mine.html")])
+    err = capsys.readouterr().err
+    assert code == 2 and one_line(err) and "a symbolic link" in err, err
     assert list(outside.iterdir()) == []
 
 
@@ -538,3 +544,12 @@ def test_a_manifest_written_before_sizes_were_recorded_still_loads(ws, capsys):
     edit_json(run / "manifest.json", bare)
     assert main(["sample", str(run), "--length", "20", "--seed", "1"]) == 0
     assert main(["train", "--resume", str(run), "--max-steps", "24", "--quiet"]) == 0
+
+
+def test_a_data_folder_that_is_a_link_is_refused(ws, capsys, tmp_path):
+    run = ws / "run"
+    shutil.move(run / "data", tmp_path / "elsewhere")
+    (run / "data").symlink_to(tmp_path / "elsewhere")
+    code = main(["train", "--resume", str(run), "--max-steps", "30", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 4 and one_line(err) and "holds symbolic links (data)" in err, err

@@ -168,6 +168,11 @@ def read_manifest(run_dir: Path, *, need_checkpoint: bool = True) -> dict:
         raise CheckpointError(f"{run_dir}: not a run folder with a checkpoint (no {MANIFEST})")
     manifest = _parse_json(read_regular_file(path)[0], path, "manifest", "format")
     _check_manifest(manifest, path)
+    links = sorted(entry.name for entry in run_dir.iterdir() if entry.is_symlink())
+    if links:  # data/, pretrain/, member-N/ or a checkpoint pointing elsewhere
+        raise CheckpointError(
+            f"{run_dir}: holds symbolic links ({', '.join(links[:3])}); a run folder holds none"
+        )
     if need_checkpoint and manifest.get("last") is None:
         raise CheckpointError(
             f"{run_dir}: stopped before its first checkpoint, so there is nothing to load or resume; "
