@@ -59,8 +59,8 @@ package under /docs/assets (nothing from another origin, so it works offline).""
 DOCS_PATHS = ("/docs",)
 
 
-class SecurityHeaders:
-    """Adds the standard protective headers to every HTTP answer (an answer that set one keeps its own)."""
+class _HttpMiddleware:
+    """An ASGI middleware that acts on HTTP requests (:meth:`http`) and passes anything else through."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -69,6 +69,16 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope, receive, send) -> None:
+        raise NotImplementedError
+
+
+class SecurityHeaders(_HttpMiddleware):
+    """Adds the standard protective headers to every HTTP answer (an answer that set one keeps its own)."""
+
+    async def http(self, scope, receive, send) -> None:
         path = scope.get("path", "")
         docs = any(path == p or path.startswith(p + "/") for p in DOCS_PATHS)
         extra = [
@@ -137,17 +147,11 @@ class TrustedHosts:
 # failures
 
 
-class CatchAll:
+class CatchAll(_HttpMiddleware):
     """An exception that reached this far becomes a JSON 500 without the traceback (which is logged).
     When the answer had already begun (a stream), the connection is left for the server to close."""
 
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope, receive, send) -> None:
         started = False
 
         async def send_tracked(message) -> None:
@@ -173,7 +177,7 @@ class Refused(Exception):
     """Raised into the app by :class:`BodyLimit`'s ``receive`` once it has answered the request itself."""
 
 
-class BodyLimit:
+class BodyLimit(_HttpMiddleware):
     """Counts the body bytes a request actually delivers, and refuses it as soon as they pass ``limit``.
 
     The headers are only a first check: a declared ``Content-Length`` over the limit is refused before
@@ -186,12 +190,10 @@ class BodyLimit:
     """
 
     def __init__(self, app, limit: int, timeout: float = math.inf) -> None:
-        self.app, self.limit, self.timeout = app, limit, timeout
+        super().__init__(app)
+        self.limit, self.timeout = limit, timeout
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope, receive, send) -> None:
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
         chunked = "transfer-encoding" in headers
