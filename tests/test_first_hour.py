@@ -139,3 +139,12 @@ def test_each_train_help_states_the_budget_its_config_sets(group, capsys):
     assert main([group, "train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert f"(0: no limit; default {config.train.max_minutes:g})" in text
+
+
+def test_the_poem_form_help_says_what_its_defaults_are(capsys):
+    assert main(["sample", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    lines_help = text.split("--lines <int>", 1)[1].split(" --checkpoint", 1)[0]
+    assert "default: the acrostic's length, else 4" in lines_help and "[default: 0]" not in lines_help
+    chars_help = text.split("--line-chars <int>", 1)[1].split(" --lines <int>", 1)[0]
+    assert "5 or 7" in chars_help and "[default: 0]" not in chars_help
