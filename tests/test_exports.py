@@ -18,6 +18,7 @@ PUBLIC = [
     "UsageError",
     "__version__",
     "beam_search",
+    "load",
     "sample",
 ]
 NN = [

@@ -1,12 +1,14 @@
 """rnnkit: recurrent neural networks on PyTorch.
 
 The recurrent core (``rnnkit.nn``), a NumPy reference with hand-written BPTT (``rnnkit.reference``),
-one training engine (``rnnkit.train``) and the char-RNN language model (``rnnkit.tasks.lm``).
+one training engine (``rnnkit.train``), the tasks (``rnnkit.tasks``), and ``rnnkit.load(run_dir)``, which
+returns any trained run's loaded model.
 """
 
 from rnnkit.errors import CheckpointError, DataError, RnnkitError, TrainingError, UsageError
 from rnnkit.generate import PoemForm, SamplingConfig, beam_search, sample
 from rnnkit.nn import GRUCell, LSTMCell, LSTMState, Recurrent, RNNCell
+from rnnkit.tasks import load_run as load
 from rnnkit.train import TrainConfig, Trainer
 
 __version__ = "0.1.0"
@@ -28,5 +30,6 @@ __all__ = [
     "UsageError",
     "__version__",
     "beam_search",
+    "load",
     "sample",
 ]
