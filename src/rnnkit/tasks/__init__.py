@@ -44,13 +44,12 @@ TASKS: dict[str, TaskSpec] = {
 def task_of(run_dir: Path, which: str = "best") -> str:
     """The task a run folder holds, from its checkpoint's config (or its ensemble record), read and
     checked as every checkpoint file is; the weights are not read."""
-    from rnnkit.train.checkpoint import ENSEMBLE_FILE, load_checkpoint
-    from rnnkit.train.safefiles import read_json_file
+    from rnnkit.train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
-    if (run_dir / ENSEMBLE_FILE).exists():
-        record = read_json_file(run_dir / ENSEMBLE_FILE, "ensemble record")
-        name = record.get("task") if isinstance(record, dict) else None
+    ensemble = importlib.import_module(TASKS["classify"].module)  # the one task with ensembles
+    if ensemble.is_ensemble(run_dir):
+        name = ensemble.read_ensemble(run_dir)["task"]  # checked there: a classifier ensemble
     else:
         name = load_checkpoint(run_dir, which).config.get("task")
     if name not in TASKS:

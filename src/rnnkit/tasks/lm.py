@@ -635,7 +635,8 @@ def train_lm(
                 raise UsageError(
                     "--resume: the model and data settings of a run cannot change; only training settings can"
                 )
-            verify_data_files(out)
+            if rank == 0:  # one process hashes the corpus: the others read the same files
+                verify_data_files(out)
             vocab, corpus = _saved_corpus(out, loaded)
             torch.manual_seed(config.train.seed)
             model = build_checked(lambda: build_model(config, len(vocab)), checkpoint=loaded)

@@ -22,54 +22,64 @@ MAX_JSON_BYTES = 64 * 2**20
 _CHUNK = 2**20
 
 
+def _open_regular(path: Path, size: int | None, limit: int) -> tuple[int, int]:
+    """``(descriptor, bytes)`` of ``path``, opened read-only without following links, once it is shown to
+    be a regular file (lstat before opening, fstat after) of exactly ``size`` bytes when given, and of at
+    most ``limit`` whatever the manifest says (a re-signed manifest can say anything)."""
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+            raise CheckpointError(f"{path}: {kind}; a run folder holds only regular files")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
+    found = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(found.st_mode):  # swapped for something else after the lstat
+        problem = f"{path}: not a regular file"
+    elif size is not None and found.st_size != size:
+        problem = (
+            f"{path}: does not match its checksum record ({found.st_size:,} bytes where the manifest "
+            f"records {size:,}): the file is corrupt or was changed"
+        )
+    elif found.st_size > limit:
+        problem = f"{path}: {found.st_size:,} bytes, more than the {limit:,} this file may have"
+    if problem:
+        os.close(fd)
+        raise CheckpointError(problem)
+    return fd, found.st_size
+
+
 def read_regular_file(
     path: Path, *, size: int | None = None, limit: int = MAX_JSON_BYTES, keep: bool = True
 ) -> tuple[bytes, str]:
     """The bytes of ``path`` (empty unless ``keep``) and their SHA-256, or a one-line CheckpointError.
 
-    ``path`` must be a regular file (a symlink, FIFO or device is refused before it is opened) of
-    exactly ``size`` bytes when given, and in any case of at most ``limit`` (the manifest that records
-    ``size`` may have been rewritten too); it is read and hashed in chunks, and a file that is swapped
-    or grows while it is read is refused too.
+    ``path`` is opened as :func:`_open_regular` says (a regular file, never a symlink, FIFO or device;
+    ``size`` bytes when given, at most ``limit`` in any case), read and hashed in chunks; a file that
+    grows or shrinks while it is read is refused too.
     """
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
-        raise CheckpointError(f"{path}: {kind}; a run folder holds only regular files")
-    if size is not None and info.st_size != size:
-        raise CheckpointError(
-            f"{path}: does not match its checksum record ({info.st_size:,} bytes where the manifest records "
-            f"{size:,}): the file is corrupt or was changed"
-        )
-    if info.st_size > limit:  # whatever the manifest says: a re-signed manifest can say anything
-        raise CheckpointError(f"{path}: {info.st_size:,} bytes, more than the {limit:,} this file may have")
+    fd, total = _open_regular(path, size, limit)
     digest, chunks, got = hashlib.sha256(), [], 0
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for something else after the lstat
-                raise CheckpointError(f"{path}: not a regular file")
-            while chunk := os.read(fd, min(_CHUNK, info.st_size - got + 1)):
-                got += len(chunk)
-                if got > info.st_size:
-                    raise CheckpointError(f"{path}: changed while it was read")
-                digest.update(chunk)
-                if keep:
-                    chunks.append(chunk)
-        finally:
-            os.close(fd)
+        while chunk := os.read(fd, min(_CHUNK, total - got + 1)):
+            got += len(chunk)
+            if got > total:
+                raise CheckpointError(f"{path}: changed while it was read")
+            digest.update(chunk)
+            if keep:
+                chunks.append(chunk)
         data = b"".join(chunks)
     except MemoryError:
-        raise CheckpointError(f"{path}: {info.st_size:,} bytes do not fit in memory") from None
+        raise CheckpointError(f"{path}: {total:,} bytes do not fit in memory") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
-    if got != info.st_size:
+    finally:
+        os.close(fd)
+    if got != total:
         raise CheckpointError(f"{path}: changed while it was read")
     return data, digest.hexdigest()
 
@@ -94,22 +104,8 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I1
 def read_safetensors_shapes(path: Path, size: int | None = None) -> dict[str, tuple[int, ...]]:
     """The tensor names and shapes in a safetensors file's header, read without its tensors; the header
     must account for every byte of the file (``size`` bytes when given)."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd, total = _open_regular(path, size, 2**62)
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            raise CheckpointError(f"{path}: not a regular file; a run folder holds only regular files")
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
-    try:
-        total = os.fstat(fd).st_size
-        if size is not None and total != size:
-            raise CheckpointError(
-                f"{path}: does not match its checksum record ({total:,} bytes where the manifest records "
-                f"{size:,}): the file is corrupt or was changed"
-            )
         head = os.read(fd, 8)
         length = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
         if not 2 <= length <= min(total - 8, 100 * 2**20):
