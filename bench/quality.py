@@ -29,7 +29,8 @@ from torch.nn import functional as F
 
 from common import PlainLSTM, data_dir, machine
 from rnnkit.data.batching import StreamBatcher
-from rnnkit.tasks.lm import get_preset, load_lm, score_tokens, train_lm
+from rnnkit.tasks.lm import SPEC as LM
+from rnnkit.tasks.lm import get_preset, load_lm, score_tokens
 from rnnkit.train.checkpoint import load_checkpoint
 
 
@@ -85,7 +86,7 @@ def main() -> None:
     config.train.sample_length = 0
     with tempfile.TemporaryDirectory() as tmp:
         run = args.out or Path(tmp) / "run"
-        summary = train_lm(config, run, force=True)
+        summary = run(LM, config, run, force=True)
         loaded = load_lm(run, "last")
         info = load_checkpoint(run, "last").config["corpus"]
         from rnnkit.data.corpus import EncodedCorpus

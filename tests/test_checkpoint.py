@@ -6,15 +6,17 @@ import torch
 from tests.helpers import text_corpus, tiny_config
 
 from rnnkit.errors import CheckpointError
-from rnnkit.tasks.lm import load_lm, train_lm
+from rnnkit.tasks.lm import SPEC as LM
+from rnnkit.tasks.lm import load_lm
 from rnnkit.train.checkpoint import atomic_write, load_checkpoint, normalise_keys, save_checkpoint
+from rnnkit.train.run import run as run_task
 
 
 @pytest.fixture
 def run(tmp_path):
     source = text_corpus(tmp_path / "t.txt", 8_000)
     config = tiny_config(source, max_steps=20, eval_interval=10)
-    train_lm(config, tmp_path / "run")
+    run_task(LM, config, tmp_path / "run")
     return tmp_path / "run"
 
 

@@ -16,7 +16,9 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 from tests.helpers import text_corpus, tiny_config
 
-from rnnkit.tasks.lm import load_lm, train_lm
+from rnnkit.tasks.lm import SPEC as LM
+from rnnkit.tasks.lm import load_lm
+from rnnkit.train.run import run
 
 STEPS = 12
 
@@ -48,7 +50,7 @@ def _rank(rank: int, world: int, port: int, source: str, out: str) -> None:
                 state = {k: v.contiguous() for k, v in trainer.model.state_dict().items()}
                 save_file(state, Path(out) / f"rank{rank}.safetensors")
 
-        train_lm(config_for(Path(source), 2), Path(out) / "run", rank=rank, world_size=world, on_step=dump)
+        run(LM, config_for(Path(source), 2), Path(out) / "run", on_step=dump)
     finally:
         dist.destroy_process_group()
 
@@ -61,7 +63,7 @@ def test_two_ranks_stay_identical_and_equal_one_process(tmp_path):
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key  # DDP: the same averaged gradient everywhere
 
-    train_lm(config_for(source, 4), tmp_path / "single")  # one process, the same global batch of 4 rows
+    run(LM, config_for(source, 4), tmp_path / "single")  # one process, the same global batch of 4 rows
     single = load_lm(tmp_path / "single", "last").model.state_dict()
     saved = load_lm(tmp_path / "run", "last").model.state_dict()
     for key in single:

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from tests.helpers import text_corpus, tiny_config
 
-from rnnkit.tasks.lm import load_lm, score_tokens, train_lm
+from rnnkit.tasks.lm import SPEC as LM
+from rnnkit.tasks.lm import load_lm, score_tokens
+from rnnkit.train.run import run
 from rnnkit.train.trainer import autocast
 
 
@@ -16,7 +18,7 @@ def test_bf16_and_fp32_agree_on_a_trained_small_model(tmp_path):
     source = text_corpus(tmp_path / "t.txt", 30_000)
     config = tiny_config(source, max_steps=150, lr=1e-2, eval_interval=150)
     config.model.hidden_size = 64
-    train_lm(config, tmp_path / "run")
+    run(LM, config, tmp_path / "run")
     loaded = load_lm(tmp_path / "run", "last")
     model = loaded.model
     model.rnn.backend = "unrolled"  # oneDNN's fused LSTM has no bf16 kernel on every CPU

@@ -300,7 +300,7 @@ def test_one_epoch_sends_few_shapes_to_the_fused_kernel_under_bf16():
         widths, batches = set(), -(-len(lengths) // 16)  # one epoch
         with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
             for _ in range(batches):
-                (ids, batch_lengths, tags, bigrams), _ = task.next_batch()
+                (ids, batch_lengths, tags, bigrams, _share), _ = task.next_batch()
                 widths.add(ids.shape[1])
                 assert ids.shape[1] == padded_width(int(batch_lengths.max())) and tags.shape == ids.shape
                 model.emissions(ids, batch_lengths, bigrams)

@@ -2,14 +2,17 @@ import json
 import math
 import os
 import signal
+from dataclasses import dataclass, field
 
 import pytest
 import torch
 from tests.helpers import text_corpus, tiny_config, tiny_corpus
 
 from rnnkit.errors import TrainingError, UsageError
-from rnnkit.tasks.lm import LMTask, build_model, train_lm
+from rnnkit.tasks.lm import SPEC as LM
+from rnnkit.tasks.lm import LMTask, build_model
 from rnnkit.train import TrainConfig, Trainer
+from rnnkit.train.run import run
 from rnnkit.train.task import Task
 from rnnkit.train.trainer import WeightAverage, lr_factor
 
@@ -40,7 +43,7 @@ def test_overfits_one_tiny_batch(tmp_path):
 def test_training_lowers_validation_loss_and_writes_metrics(tmp_path):
     source = text_corpus(tmp_path / "t.txt", 30_000)
     config = tiny_config(source, max_steps=120, eval_interval=60, lr=1e-2)
-    summary = train_lm(config, tmp_path / "run")
+    summary = run(LM, config, tmp_path / "run")
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     vals = [x["val_loss"] for x in lines if "val_loss" in x]
     assert len(vals) == 2 and vals[-1] < vals[0] < math.log(len(set(source.read_text())) + 1) + 0.5
@@ -63,11 +66,11 @@ def test_resume_equals_uninterrupted_run(tmp_path, ema):
     config = tiny_config(source, max_steps=40, eval_interval=15, checkpoint_interval=7, ema=ema)
     config.model.dropout = 0.2  # dropout draws random numbers: the RNG state must resume too
     config.model.num_layers = 2
-    train_lm(config, tmp_path / "straight")
+    run(LM, config, tmp_path / "straight")
 
-    summary = train_lm(config, tmp_path / "broken", on_step=interrupt_at(23))
+    summary = run(LM, config, tmp_path / "broken", on_step=interrupt_at(23))
     assert summary["stopped"] == "SIGINT" and summary["step"] == 23
-    summary = train_lm(config, tmp_path / "broken", resume=True)
+    summary = run(LM, config, tmp_path / "broken", resume=True)
     assert summary["step"] == 40
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "broken")
     for key in a:
@@ -139,7 +142,7 @@ def test_nan_loss_aborts_and_keeps_last_good_checkpoint(tmp_path, nan_at_step_15
     source = text_corpus(tmp_path / "t.txt", 20_000)
     config = tiny_config(source, max_steps=30, eval_interval=10)
     with pytest.raises(TrainingError, match=r"nan at step 15.*last good checkpoint .* is intact"):
-        train_lm(config, tmp_path / "run")
+        run(LM, config, tmp_path / "run")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["last"] == "ckpt-000010"
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
@@ -148,7 +151,7 @@ def test_nan_loss_aborts_and_keeps_last_good_checkpoint(tmp_path, nan_at_step_15
 def test_nan_rollback_goes_on_with_half_the_learning_rate(tmp_path, nan_at_step_15):
     source = text_corpus(tmp_path / "t.txt", 20_000)
     config = tiny_config(source, max_steps=30, eval_interval=10, on_nan="rollback")
-    summary = train_lm(config, tmp_path / "run")
+    summary = run(LM, config, tmp_path / "run")
     assert summary["step"] == 30
     state = json.loads((tmp_path / "run" / "ckpt-000030" / "trainer.json").read_text())
     assert state["lr_scale"] == 0.5 and state["rollbacks"] == 1
@@ -182,10 +185,17 @@ def test_train_config_validates(field, value):
 # the declared task contract, and what the trainer shows while it runs
 
 
-class Widgets(Task):
-    """The smallest task: fit y = 2x; only the four required methods, the rest from the contract."""
+@dataclass
+class WidgetsConfig:
+    train: TrainConfig = field(default_factory=TrainConfig)
 
+
+class Widgets(Task):
+    """The smallest task: fit y = 2x; only the required names and methods, the rest from the contract."""
+
+    name = "widgets"
     unit = "widgets"
+    config = WidgetsConfig()
 
     def __init__(self) -> None:
         self.x = torch.linspace(-1, 1, 32)[:, None]
@@ -200,9 +210,6 @@ class Widgets(Task):
     def evaluate(self, model):
         with torch.no_grad():
             return {"val_loss": float(torch.nn.functional.mse_loss(model(self.x), 2 * self.x))}
-
-    def checkpoint_config(self):
-        return {"format_version": 1, "task": "widgets", "config": {}}
 
 
 def test_the_contract_states_its_defaults_in_one_place():

@@ -189,6 +189,7 @@ def train(
     from rnnkit.config import override
     from rnnkit.tasks import lm
     from rnnkit.train.distributed import from_environment
+    from rnnkit.train.run import run as run_task
 
     _setup_logging(quiet)
     flags = {
@@ -240,14 +241,13 @@ def train(
             config = override(config, [f"train.device={json.dumps(place.device)}"])
             if place.rank:
                 _setup_logging(quiet=True)  # rank 0 speaks for the group
-        summary = lm.train_lm(
+        summary = run_task(
+            lm.SPEC,
             config,
             target,
             force=force,
             resume=resume is not None,
             progress=not quiet and sys.stderr.isatty() and place.rank == 0,
-            rank=place.rank,
-            world_size=place.world_size,
         )
     if place.rank:
         return
@@ -456,11 +456,14 @@ def _train_task(
     base: dict,
     missing: str,
     name: str,
-    fit: Callable[..., dict],
     report: Callable[[dict], str],
 ) -> None:
-    """New run or ``--resume``: build the config from the flags, train, report; exit 130 when stopped."""
+    """New run or ``--resume``: build the config from the flags, train (each rank under ``torchrun``),
+    report; exit 130 when stopped."""
     from rnnkit.config import override
+    from rnnkit.tasks import TASKS
+    from rnnkit.train.distributed import from_environment
+    from rnnkit.train.run import train
 
     assignments = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(set_ or [])
     if resume is not None:
@@ -474,8 +477,16 @@ def _train_task(
             raise UsageError(missing)
         config = override(fresh(), [f"{k}={json.dumps(v)}" for k, v in base.items()] + assignments)
         target = out if out is not None else Path("runs") / f"{name}-{data.stem}"
-    progress = not quiet and sys.stderr.isatty()
-    summary = fit(config, target, force=force, resume=resume is not None, progress=progress)
+    with from_environment(config.train.device) as place:
+        if place.world_size > 1:
+            config = override(config, [f"train.device={json.dumps(place.device)}"])
+            if place.rank:
+                _setup_logging(quiet=True)  # rank 0 speaks for the group
+        progress = not quiet and sys.stderr.isatty() and place.rank == 0
+        resuming = resume is not None
+        summary = train(TASKS[name], config, target, force=force, resume=resuming, progress=progress)
+    if place.rank:
+        return
     log.log(logging.WARNING if quiet else logging.INFO, "%s; saved in %s", report(summary), target)
     if summary.get("stopped") not in (None, "done"):
         raise typer.Exit(130)
@@ -641,7 +652,6 @@ def classify_train(
         },
         missing="give the training file (CSV or TSV), or --resume RUN",
         name="classify",
-        fit=classify.train_classifier,
         report=_classify_report,
     )
 
@@ -803,7 +813,6 @@ def tag_train(
         base={"data.train": data and str(data), "data.format": format_},
         missing="give the training file, or --resume RUN",
         name="tag",
-        fit=tag.train_tagger,
         report=lambda r: f"step {r['step']}, validation F1 {r.get('val_f1', float('nan')):.4f}",
     )
 
@@ -951,7 +960,6 @@ def forecast_train(
         base={"data.path": data and str(data), "data.column": column},
         missing="give the CSV file and --column, or --resume RUN",
         name="forecast",
-        fit=forecast.train_forecaster,
         report=lambda r: f"step {r['step']}, validation RMSE {r.get('val_rmse', float('nan')):.4g}",
     )
 
@@ -1079,7 +1087,6 @@ def speech_train(
         base={"data.wav_dir": wav_dir and str(wav_dir)},
         missing="give the folder of WAV files, or --resume RUN",
         name="speech",
-        fit=speech.train_speech,
         report=lambda r: f"step {r['step']}, validation accuracy {r.get('val_accuracy', float('nan')):.4f}",
     )
 
@@ -1246,7 +1253,6 @@ def caption_train(
         base={"data.images": images and str(images), "data.captions": captions and str(captions)},
         missing="give the folder of pictures and the captions file, or --resume RUN",
         name="caption",
-        fit=caption.train_captioner,
         report=lambda r: f"step {r['step']}, validation BLEU-4 {r.get('val_bleu4', float('nan')):.2f}",
     )
 

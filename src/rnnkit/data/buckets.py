@@ -55,13 +55,16 @@ class BucketStream:
     the trainer's ``data_state``/``load_data_state``.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int) -> None:
-        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, min_rows: int = 1) -> None:
+        """``min_rows``: an epoch's short last batch is dropped when it holds fewer rows (under DDP, the
+        number of ranks: each needs one)."""
+        self.lengths, self.batch_size, self.seed, self.min_rows = lengths, batch_size, seed, min_rows
         self.epoch, self.index = 0, 0
         self._batches = self._epoch_batches()
 
     def _epoch_batches(self) -> list[list[int]]:
-        return bucket_batches(self.lengths, self.batch_size, self.seed + self.epoch)
+        batches = bucket_batches(self.lengths, self.batch_size, self.seed + self.epoch)
+        return [b for b in batches if len(b) >= self.min_rows]
 
     def next_rows(self) -> list[int]:
         if self.index >= len(self._batches):

@@ -7,37 +7,34 @@ A task module is imported only when a run of it is loaded: each pulls in its own
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rnnkit.errors import CheckpointError
+from rnnkit.train.task import TaskSpec
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """A task as the registry knows it: where it lives and how a trained run of it is loaded."""
+class _Registry(Mapping[str, TaskSpec]):
+    """Task name -> :class:`TaskSpec`; a task's module is imported on first use (each pulls in its
+    own data readers)."""
 
-    name: str
-    module: str
-    """The task's module, imported on first use."""
-    loader: str
-    """The module's function ``(run_dir, which) -> loaded model`` (with ``device=`` when it takes one)."""
-    takes_device: bool = True
+    NAMES = ("lm", "classify", "tag", "forecast", "speech", "caption")
+    MODULES: ClassVar[dict[str, str]] = {name: f"rnnkit.tasks.{name}" for name in NAMES}
 
-    def load(self, run_dir: Path, which: str = "best", device: str = "cpu") -> Any:
-        load = getattr(importlib.import_module(self.module), self.loader)
-        return load(Path(run_dir), which, device=device) if self.takes_device else load(Path(run_dir), which)
+    def __getitem__(self, name: str) -> TaskSpec:
+        if name not in self.MODULES:
+            raise KeyError(name)
+        return importlib.import_module(self.MODULES[name]).SPEC
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.MODULES)
+
+    def __len__(self) -> int:
+        return len(self.MODULES)
 
 
-TASKS: dict[str, TaskSpec] = {
-    "lm": TaskSpec("lm", "rnnkit.tasks.lm", "load_lm"),
-    "classify": TaskSpec("classify", "rnnkit.tasks.classify", "load_classifier"),
-    "tag": TaskSpec("tag", "rnnkit.tasks.tag", "load_tagger"),
-    "forecast": TaskSpec("forecast", "rnnkit.tasks.forecast", "load_forecaster", takes_device=False),
-    "speech": TaskSpec("speech", "rnnkit.tasks.speech", "load_speech"),
-    "caption": TaskSpec("caption", "rnnkit.tasks.caption", "load_captioner"),
-}
+TASKS: Mapping[str, TaskSpec] = _Registry()
 """Every task by the name its checkpoints record in ``config.json`` (``task``)."""
 
 
@@ -47,7 +44,7 @@ def task_of(run_dir: Path, which: str = "best") -> str:
     from rnnkit.train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
-    ensemble = importlib.import_module(TASKS["classify"].module)  # the one task with ensembles
+    ensemble = importlib.import_module(_Registry.MODULES["classify"])  # the one task with ensembles
     if ensemble.is_ensemble(run_dir):
         name = ensemble.read_ensemble(run_dir)["task"]  # checked there: a classifier ensemble
     else:
@@ -61,7 +58,7 @@ def load_run(run_dir: Path, which: str = "best", device: str = "cpu") -> Any:
     """The loaded model of any trained run: ``LoadedLM``, ``LoadedClassifier`` (or ``LoadedEnsemble``),
     ``LoadedTagger``, ``LoadedForecaster``, ``LoadedSpeech`` or ``LoadedCaptioner``, whichever task the
     run folder holds. A run folder from someone else is read as docs/reliability.md says."""
-    return TASKS[task_of(run_dir, which)].load(run_dir, which, device)
+    return TASKS[task_of(run_dir, which)].load(Path(run_dir), which, device=device)
 
 
 __all__ = ["TASKS", "TaskSpec", "load_run", "task_of"]

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import check_rnn_fields, from_dict, to_dict
+from rnnkit.config import check_rnn_fields, from_dict
 from rnnkit.data.buckets import BucketStream, pad
 from rnnkit.data.images import Captions, WordVocab, load_image, read_captions
 from rnnkit.errors import CheckpointError, DataError, UsageError
@@ -47,14 +47,12 @@ from rnnkit.generate import select_state
 from rnnkit.nn import Recurrent
 from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
-    FORMAT_VERSION,
-    load_checkpoint,
     load_weights,
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
-from rnnkit.train.rundir import RunFolder, no_symlink
-from rnnkit.train.task import Task
+from rnnkit.train.rundir import no_symlink
+from rnnkit.train.task import Setup, Task, TaskSpec
 
 log = logging.getLogger("rnnkit")
 TASK = "caption"
@@ -251,9 +249,14 @@ class Captioner(nn.Module):
             out[:, 0] = v
         return out
 
-    def forward(self, images: Tensor, inputs: Tensor, lengths: Tensor) -> Tensor:
-        """Teacher forcing: ``inputs`` ``(N, T)`` starts with ``<start>``; logits ``(N, T, V)``."""
-        return self.teacher(self.features(images), inputs, lengths)
+    def forward(self, images: Tensor, inputs: Tensor, lengths: Tensor, *, words: bool = False):
+        """Teacher forcing: ``inputs`` ``(N, T)`` starts with ``<start>``; logits ``(N, T, V)``. With
+        ``words``, also the word-bag logits ``(N, V)`` (None without a bag head): training's one call."""
+        v = self.features(images)
+        logits = self.teacher(v, inputs, lengths)
+        if not words:
+            return logits
+        return logits, self.bag(v) if self.bag is not None else None
 
     def teacher(self, v: Tensor, inputs: Tensor, lengths: Tensor) -> Tensor:
         """:meth:`forward` from the picture vectors ``v`` ``(N, P)``."""
@@ -422,10 +425,13 @@ def normalised(caption: str) -> str:
 
 
 class CaptionTask(Task):
+    name = TASK
     unit = "pictures"
     selection = ("val_bleu4", "max")
 
-    def __init__(self, config: CaptionConfig, train: Split, val: Split, vocab: WordVocab) -> None:
+    def __init__(
+        self, config: CaptionConfig, train: Split, val: Split, vocab: WordVocab, world_size: int = 1
+    ) -> None:
         self.config, self.train, self.val, self.vocab = config, train, val, vocab
         limit = config.data.max_words
         self.pairs = [(i, vocab.encode(c)[:limit]) for i, refs in enumerate(train.references) for c in refs]
@@ -439,21 +445,30 @@ class CaptionTask(Task):
                 self.bags[i, vocab.encode(caption)] = 1.0
         self.bags[:, :4] = 0.0
         t = config.train
-        self.stream = BucketStream([len(ids) for _, ids in self.pairs], t.batch_size, t.seed)
+        words = [len(ids) for _, ids in self.pairs]
+        self.stream = BucketStream(words, t.batch_size * world_size, t.seed, min_rows=world_size)
 
     def next_batch(self):
         where = f"{self.config.train.seed}-{self.stream.epoch}-{self.stream.index}"
         rows = self.stream.next_rows()
-        pictures = [self.pairs[r][0] for r in rows]
+        flips = [False] * len(rows)
+        if self.config.data.flip:  # drawn for the global batch: each row's flip is the same on any rank
+            rng = random.Random(where)
+            flips = [rng.random() < 0.5 for _ in rows]
+        mine = self.shard(list(zip(rows, flips, strict=True)))
+        pictures = [self.pairs[r][0] for r, _ in mine]
         images = self.train.images[pictures]
         if self.config.data.flip:
-            rng = random.Random(where)
-            flips = torch.tensor([rng.random() < 0.5 for _ in rows])
-            images = torch.where(flips[:, None, None, None], images.flip(-1), images)
-        inputs, lengths = pad([[1, *self.pairs[r][1]] for r in rows])
-        targets, _ = pad([[*self.pairs[r][1], 2] for r in rows])
+            flipped = torch.tensor([f for _, f in mine])
+            images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
+        inputs, lengths = pad([[1, *self.pairs[r][1]] for r, _ in mine])
+        targets, _ = pad([[*self.pairs[r][1], 2] for r, _ in mine])
         bags = self.bags[pictures]
-        return (images, inputs, lengths, targets, bags), False
+        words = lambda rows: sum(len(self.pairs[r][1]) + 1 for r in rows)  # noqa: E731 (with <end>)
+        shares = torch.tensor(
+            [self.share(words(r for r, _ in mine), words(rows)), self.share(len(mine), len(rows))]
+        )
+        return (images, inputs, lengths, targets, bags, shares), False
 
     def data_state(self) -> dict:
         return self.stream.state()
@@ -462,17 +477,14 @@ class CaptionTask(Task):
         self.stream.load_state(state)
 
     def training_loss(self, model: nn.Module, batch, carry):
-        device = next(model.parameters()).device
-        images, inputs, lengths, targets, bags = batch
-        v = model.features(images.to(device))
-        logits = model.teacher(v, inputs.to(device), lengths).float()
-        mask = torch.arange(inputs.shape[1])[None] < lengths[:, None]
-        loss = F.cross_entropy(logits[mask.to(device)], targets.to(device)[mask.to(device)], reduction="sum")
-        words = int(lengths.sum())
-        loss = loss / words
-        if model.bag is not None:
-            found = model.bag(v).float()
-            loss = loss + model.config.word_loss * F.binary_cross_entropy_with_logits(found, bags.to(device))
+        images, inputs, lengths, targets, bags, shares = batch
+        logits, found = model(images, inputs, lengths, words=True)
+        mask = torch.arange(inputs.shape[1], device=lengths.device)[None] < lengths[:, None]
+        loss = F.cross_entropy(logits.float()[mask], targets[mask], reduction="sum")
+        loss = loss / int(lengths.sum()) * shares[0]
+        if found is not None:
+            bag = F.binary_cross_entropy_with_logits(found.float(), bags)
+            loss = loss + self.config.model.word_loss * bag * shares[1]
         return loss, None, int(images.shape[0])
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -484,13 +496,8 @@ class CaptionTask(Task):
     def on_evaluate(self, model: nn.Module, step: int) -> None:
         return None
 
-    def checkpoint_config(self) -> dict:
-        return {
-            "format_version": FORMAT_VERSION,
-            "task": TASK,
-            "config": to_dict(self.config),
-            "vocab": self.vocab.tokens,
-        }
+    def checkpoint_extras(self) -> dict:
+        return {"vocab": self.vocab.tokens}
 
 
 @torch.no_grad()
@@ -554,36 +561,25 @@ def prepare(config: CaptionConfig) -> tuple[Captions, list[str], list[str], list
     return (captions, *split_pictures(captions, d.val_fraction, d.test_fraction, config.train.seed))
 
 
-def train_captioner(
-    config: CaptionConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
-) -> dict:
-    out = Path(out)
-    with RunFolder(out, force=force, resume=resume) as run:
-        return _train_captioner(config, out, run, resume=resume, progress=progress)
-
-
-def _train_captioner(config, out: Path, run: RunFolder, *, resume: bool, progress: bool) -> dict:
-    from rnnkit.train.trainer import fit_task
-
+def prepare_task(config: CaptionConfig, setup: Setup) -> CaptionTask:
+    """Read the captions and split the pictures, build the vocabulary (or read back a resumed run's,
+    whose backbone the caller must name) and load the pictures."""
     d, size = config.data, config.model.image_size
     captions, train_names, val_names, test_names = prepare(config)
-    loaded = load_checkpoint(out, "last", task=TASK) if resume else None
-    if loaded is not None:
-        trust_backbone(from_dict(CaptionConfig, loaded.config["config"]).model, config.model.backbone, out)
-        vocab = saved_vocab(loaded)
+    if setup.resumed is not None:
+        saved = from_dict(CaptionConfig, setup.resumed.config["config"])
+        trust_backbone(saved.model, config.model.backbone, setup.out)
+        vocab = saved_vocab(setup.resumed)
     else:
         vocab = WordVocab.build([c for n in train_names for c in captions.captions[n]], d.min_count)
     train = load_split(Path(d.images), train_names, captions, size)
     val = load_split(Path(d.images), val_names, captions, size)
-    task = CaptionTask(config, train, val, vocab)
+    task = CaptionTask(config, train, val, vocab, world_size=setup.world_size)
     log.info(
         "data: %d training, %d validation, %d test pictures; %d training captions; vocabulary of %d words",
         len(train_names), len(val_names), len(test_names), len(task.pairs), len(vocab),
     )  # fmt: skip
-    torch.manual_seed(config.train.seed)
-    model = build_checked(lambda: Captioner(len(vocab), config.model), checkpoint=loaded)
-    run.commit()
-    return fit_task(model, task, config.train, out, resume=resume, progress=progress)
+    return task
 
 
 @dataclass
@@ -669,3 +665,14 @@ def _wrap(text: str, width: int) -> list[str]:
         else:
             line = f"{line} {word}".strip()
     return [*lines, line] if line else lines or [""]
+
+
+SPEC = TaskSpec(
+    name=TASK,
+    config=CaptionConfig,
+    prepare=prepare_task,
+    build_model=lambda task: Captioner(len(task.vocab), task.config.model),
+    load=load_captioner,
+    loaded=LoadedCaptioner,
+)
+"""The captioner in the registry (``rnnkit.tasks.TASKS["caption"]``)."""

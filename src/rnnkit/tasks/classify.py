@@ -65,15 +65,15 @@ from rnnkit.train.checkpoint import (
     STAGES,
     atomic_write_json,
     has_checkpoint,
-    load_checkpoint,
     load_weights,
     read_metrics,
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
+from rnnkit.train.run import run as run_task
 from rnnkit.train.rundir import RunFolder
 from rnnkit.train.safefiles import read_json_file
-from rnnkit.train.task import Task
+from rnnkit.train.task import Setup, Stage, Task, TaskSpec
 from rnnkit.train.trainer import describe_budget
 
 log = logging.getLogger("rnnkit")
@@ -397,6 +397,7 @@ def score_file(
 
 
 class ClassifyTask(Task):
+    name = TASK
     unit = "tokens"
     selection = ("val_accuracy", "max")  # the best checkpoint: highest validation accuracy
 
@@ -407,19 +408,22 @@ class ClassifyTask(Task):
         val: Encoded,
         inputs: TextInputs,
         labels: list[str],
+        world_size: int = 1,
     ) -> None:
         self.config, self.train, self.val = config, train, val
         self.inputs, self.labels = inputs, labels
         if len(train.ids) < 2:
             raise DataError("the training file needs at least two labelled rows")
         t = config.train
-        self.stream = BucketStream([len(x) for x in train.ids], t.batch_size, t.seed)
+        lengths = [len(x) for x in train.ids]
+        self.stream = BucketStream(lengths, t.batch_size * world_size, t.seed, min_rows=world_size)
 
     def next_batch(self):
         rows = self.stream.next_rows()
-        ids, lengths, bigrams = self.train.batch(rows)
-        labels = torch.tensor([self.train.labels[i] for i in rows], dtype=torch.long)
-        return (ids, lengths, labels, bigrams), False
+        mine = self.shard(rows)
+        ids, lengths, bigrams = self.train.batch(mine)
+        labels = torch.tensor([self.train.labels[i] for i in mine], dtype=torch.long)
+        return (ids, lengths, labels, bigrams, self.share(len(mine), len(rows))), False
 
     def data_state(self) -> dict:
         return self.stream.state()
@@ -428,10 +432,9 @@ class ClassifyTask(Task):
         self.stream.load_state(state)
 
     def training_loss(self, model: nn.Module, batch, carry):
-        device = next(model.parameters()).device
-        ids, lengths, labels, bigrams = batch
-        logits = model(ids.to(device), lengths, bigrams if bigrams is None else bigrams.to(device))
-        return F.cross_entropy(logits.float(), labels.to(device)), None, int(lengths.sum())
+        ids, lengths, labels, bigrams, share = batch
+        logits = model(ids, lengths, bigrams)
+        return F.cross_entropy(logits.float(), labels) * share, None, int(lengths.sum())
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         result = predict_encoded(model, self.val, batch_size=128)
@@ -442,11 +445,31 @@ class ClassifyTask(Task):
     def on_evaluate(self, model: nn.Module, step: int) -> None:
         return None
 
-    def checkpoint_config(self) -> dict:
+    def stages(self, model: nn.Module) -> list[Stage]:
+        """With ``--pretrain-minutes`` or ``--pretrain-steps``: first the embedding and the RNN as
+        language models on the training texts (in ``pretrain/``), then the classifier."""
+        p, budget = self.config.pretrain, self.config.train
+        if not p.on:
+            return [Stage(model, self, budget)]
+        if budget.max_minutes and p.minutes:
+            if p.minutes >= budget.max_minutes:
+                raise UsageError(
+                    f"--pretrain-minutes {p.minutes:g} leaves nothing of --max-minutes {budget.max_minutes:g}"
+                )
+            budget = replace(budget, max_minutes=budget.max_minutes - p.minutes)
+        pre = replace(
+            self.config.train, max_minutes=p.minutes, max_steps=p.steps, eval_interval=p.eval_interval,
+            checkpoint_interval=p.eval_interval,
+        )  # fmt: skip
+        lm = TextLanguageModel(model, min(len(self.inputs.vocab), p.vocab))
+        note = "pre-training the embedding and the RNN as language models on the training texts"
+        return [
+            Stage(lm, PretrainTask(self), pre, PRETRAIN, note=note),
+            Stage(model, self, budget, note="pre-training done; now classifying"),
+        ]
+
+    def checkpoint_extras(self) -> dict:
         return {
-            "format_version": FORMAT_VERSION,
-            "task": TASK,
-            "config": to_dict(self.config),
             "vocab": self.inputs.vocab.tokens,
             "labels": self.labels,
             "tokens": self.inputs.kind,
@@ -458,18 +481,25 @@ class PretrainTask(Task):
     """Language-model pre-training on the classification task's training texts (labels unused); the
     validation texts give ``val_lm_loss``, nats per predicted token."""
 
+    name = TASK
     unit = "tokens"
+    unused_parameters = True  # the classifier's head waits for the classification stage
 
     selection = ("val_lm_loss", "min")
 
     def __init__(self, task: ClassifyTask) -> None:
-        self.task = task
-        t = task.config.train
-        self.stream = BucketStream([len(x) for x in task.train.ids], t.batch_size, t.seed + 1)
+        self.task, self.config = task, task.config
+        self.rank, self.world_size = task.rank, task.world_size
+        t, w = task.config.train, task.world_size
+        lengths = [len(x) for x in task.train.ids]
+        self.stream = BucketStream(lengths, t.batch_size * w, t.seed + 1, min_rows=w)
 
     def next_batch(self):
-        ids, lengths = pad([self.task.train.ids[i] for i in self.stream.next_rows()])  # no bigrams here
-        return (ids, lengths), False
+        rows = self.stream.next_rows()
+        mine = self.shard(rows)
+        ids, lengths = pad([self.task.train.ids[i] for i in mine])  # no bigrams here
+        predicted = lambda rows: sum(len(self.task.train.ids[i]) - 1 for i in rows)  # noqa: E731
+        return (ids, lengths, self.share(predicted(mine), predicted(rows))), False
 
     def data_state(self) -> dict:
         return self.stream.state()
@@ -478,9 +508,9 @@ class PretrainTask(Task):
         self.stream.load_state(state)
 
     def training_loss(self, model: nn.Module, batch, carry):
-        ids, lengths = batch
-        loss, count = model(ids.to(next(model.parameters()).device), lengths)
-        return loss / max(count, 1), None, count
+        ids, lengths, share = batch
+        loss, count = model(ids, lengths)
+        return loss / max(count, 1) * share, None, count
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         rows = self.task.val
@@ -496,8 +526,8 @@ class PretrainTask(Task):
     def on_evaluate(self, model: nn.Module, step: int) -> None:
         return None
 
-    def checkpoint_config(self) -> dict:
-        return self.task.checkpoint_config() | {"stage": "pretrain"}
+    def checkpoint_extras(self) -> dict:
+        return self.task.checkpoint_extras() | {"stage": "pretrain"}
 
 
 @torch.no_grad()
@@ -548,26 +578,27 @@ def _is_number(text: str) -> bool:
 
 
 def train_classifier(
-    config: ClassifierConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
+    config: ClassifierConfig,
+    out: Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = False,
+    on_step=None,
 ) -> dict:
+    """What ``rnnkit classify train`` runs: one classifier through the one runner, or an ensemble (each
+    member through it in turn)."""
     if config.members > 1:
         return train_ensemble(config, Path(out), force=force, resume=resume, progress=progress)
-    out = Path(out)
-    with RunFolder(out, force=force, resume=resume) as run:
-        return _train_one(config, out, run, resume=resume, progress=progress)
+    return run_task(SPEC, config, out, force=force, resume=resume, progress=progress, on_step=on_step)
 
 
-def _train_one(config: ClassifierConfig, out: Path, run: RunFolder, *, resume: bool, progress: bool) -> dict:
-    from rnnkit.train.trainer import fit_task
-
+def prepare_task(config: ClassifierConfig, setup: Setup) -> ClassifyTask:
+    """Read the tables, build the vocabulary (or read back a resumed run's) and encode the rows."""
     train_table, val_table = load_tables(config)
-    d, p = config.data, config.pretrain
-    pretraining = out / PRETRAIN
-    classifying = not (resume and stopped_in_pretraining(out))
-    loaded = None
-    if resume:
-        loaded = load_checkpoint(out if classifying else pretraining, "last", task=TASK)
-        inputs, labels = saved_inputs(loaded.config, d), loaded.config["labels"]
+    d = config.data
+    if setup.resumed is not None:
+        inputs, labels = saved_inputs(setup.resumed.config, d), setup.resumed.config["labels"]
     else:
         kind = config.data.tokens if config.data.tokens != "auto" else choose_tokens(train_table.texts)
         labels = sort_labels(set(train_table.labels))
@@ -583,7 +614,8 @@ def _train_one(config: ClassifierConfig, out: Path, run: RunFolder, *, resume: b
             inputs.bigrams = TokenVocab.build(pairs, d.bigram_min_count, d.max_bigrams)
     train = encode_rows(train_table, inputs, labels, d.train)
     val = encode_rows(val_table, inputs, labels, d.val or d.train)
-    task = ClassifyTask(config, train, val, inputs, labels)
+    task = ClassifyTask(config, train, val, inputs, labels, world_size=setup.world_size)
+    task.rank, task.world_size = setup.rank, setup.world_size
     log.info(
         "data: %s training and %s validation rows, %d labels (%s), %s tokens, vocabulary of %s%s",
         f"{len(train.ids):,}",
@@ -594,35 +626,7 @@ def _train_one(config: ClassifierConfig, out: Path, run: RunFolder, *, resume: b
         f"{len(inputs.vocab):,}",
         f", {len(inputs.bigrams):,} bigrams" if inputs.bigrams is not None else "",
     )
-    torch.manual_seed(config.train.seed)
-    model = build_checked(
-        lambda: SequenceClassifier(len(inputs.vocab), len(labels), config.model, bigram_vocab(inputs)),
-        checkpoint=loaded if classifying else None,
-    )
-    run.commit()
-    budget = config.train
-    if p.on:
-        if budget.max_minutes and p.minutes:
-            if p.minutes >= budget.max_minutes:
-                raise UsageError(
-                    f"--pretrain-minutes {p.minutes:g} leaves nothing of --max-minutes {budget.max_minutes:g}"
-                )
-            budget = replace(budget, max_minutes=budget.max_minutes - p.minutes)
-        if not classifying or not resume:
-            pre = replace(
-                config.train, max_minutes=p.minutes, max_steps=p.steps, eval_interval=p.eval_interval,
-                checkpoint_interval=p.eval_interval,
-            )  # fmt: skip
-            log.info("pre-training the embedding and the RNN as language models on the training texts")
-            pretraining.mkdir(exist_ok=True)
-            lm = TextLanguageModel(model, min(len(inputs.vocab), p.vocab))
-            found = fit_task(lm, PretrainTask(task), pre, pretraining, resume=resume, progress=progress)
-            if found.get("stopped") not in (None, "done"):
-                return found
-            log.info("pre-training done: validation %.3f nats per token; now classifying",
-                     found.get("val_lm_loss", float("nan")))  # fmt: skip
-            resume = False
-    return fit_task(model, task, budget, out, resume=resume, progress=progress)
+    return task
 
 
 def member_names(count: int) -> list[str]:
@@ -675,7 +679,7 @@ def _train_members(config: ClassifierConfig, out: Path, run: RunFolder, *, resum
         going_on = resume and has_started(folder)
         if resume and not going_on and folder.exists():
             shutil.rmtree(folder)  # a member that crashed before its first checkpoint starts afresh
-        summary = train_classifier(member_config(config, index), folder, resume=going_on, progress=progress)
+        summary = run_task(SPEC, member_config(config, index), folder, resume=going_on, progress=progress)
         if summary.get("stopped") not in (None, "done"):
             return summary
         best = max((r for r in read_metrics(folder) if "val_accuracy" in r), key=lambda r: r["val_accuracy"])
@@ -839,3 +843,18 @@ def load_one_classifier(run_dir: Path, which: str = "best", device: str = "cpu")
     load_weights(model, loaded)
     model.to(device).eval()
     return LoadedClassifier(model, inputs, labels, config, loaded.name)
+
+
+SPEC = TaskSpec(
+    name=TASK,
+    config=ClassifierConfig,
+    prepare=prepare_task,
+    build_model=lambda task: SequenceClassifier(
+        len(task.inputs.vocab), len(task.labels), task.config.model, bigram_vocab(task.inputs)
+    ),
+    load=load_classifier,
+    loaded=LoadedClassifier,
+    train=train_classifier,
+)
+"""The classifier in the registry (``rnnkit.tasks.TASKS["classify"]``); ensembles train through
+:func:`train_classifier`, each member through the one runner."""

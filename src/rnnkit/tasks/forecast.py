@@ -34,20 +34,18 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import check_rnn_fields, to_dict
+from rnnkit.config import check_rnn_fields
 from rnnkit.data.files import read_text_file
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.nn import LSTMState, Recurrent
 from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
-    FORMAT_VERSION,
-    load_checkpoint,
     load_weights,
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
-from rnnkit.train.rundir import RunFolder, no_symlink
-from rnnkit.train.task import Task
+from rnnkit.train.rundir import no_symlink
+from rnnkit.train.task import Setup, Task, TaskSpec
 
 log = logging.getLogger("rnnkit")
 TASK = "forecast"
@@ -332,6 +330,7 @@ class Forecaster(nn.Module):
 
 
 class ForecastTask(Task):
+    name = TASK
     unit = "windows"
     selection = ("val_loss", "min")
     explode_factor = (
@@ -354,14 +353,15 @@ class ForecastTask(Task):
         return order
 
     def next_batch(self):
-        size = self.config.train.batch_size
+        size = self.config.train.batch_size * self.world_size  # the global batch
         if self.index * size >= len(self._order):
             self.epoch += 1
             self.index = 0
             self._order = self._epoch_order()
         ends = self._order[self.index * size : (self.index + 1) * size]
         self.index += 1
-        return batch_of(self.p, self.config.data, ends), False
+        mine = self.shard(ends)
+        return (*batch_of(self.p, self.config.data, mine), self.share(len(mine), len(ends))), False
 
     def data_state(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}
@@ -371,9 +371,8 @@ class ForecastTask(Task):
         self._order = self._epoch_order()
 
     def training_loss(self, model: nn.Module, batch, carry):
-        device = next(model.parameters()).device
-        x, y = batch
-        return F.mse_loss(model(x.to(device)).float(), y.to(device)), None, int(y.shape[0])
+        x, y, share = batch
+        return F.mse_loss(model(x).float(), y) * share, None, int(y.shape[0])
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         x, y = batch_of(self.p, self.config.data, self.val_ends)
@@ -390,12 +389,9 @@ class ForecastTask(Task):
     def on_evaluate(self, model: nn.Module, step: int) -> None:
         return None
 
-    def checkpoint_config(self) -> dict:
+    def checkpoint_extras(self) -> dict:
         p = self.p
         return {
-            "format_version": FORMAT_VERSION,
-            "task": TASK,
-            "config": to_dict(self.config),
             "stats": {
                 "mean": p.mean.tolist(), "std": p.std.tolist(), "target_mean": p.target_mean,
                 "target_std": p.target_std, "season": p.season,
@@ -494,21 +490,11 @@ def plot(result: dict, out: Path, title: str) -> None:
 # training and loading
 
 
-def train_forecaster(
-    config: ForecastConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
-) -> dict:
-    out = Path(out)
-    with RunFolder(out, force=force, resume=resume) as run:
-        return _train_forecaster(config, out, run, resume=resume, progress=progress)
-
-
-def _train_forecaster(config, out: Path, run: RunFolder, *, resume: bool, progress: bool) -> dict:
-    from rnnkit.train.trainer import fit_task
-
+def prepare_task(config: ForecastConfig, setup: Setup) -> ForecastTask:
+    """Read the series, scale it (with a resumed run's saved statistics) and cut it into windows."""
     d = config.data
     series = read_series(Path(d.path), d.column, d.inputs, d.date_column)
-    loaded = load_checkpoint(out, "last", task=TASK) if resume else None
-    stats = saved_stats(loaded) if loaded is not None else None
+    stats = saved_stats(setup.resumed) if setup.resumed is not None else None
     prepared = prepare(series, d, stats)
     task = ForecastTask(config, prepared, series)
     log.info(
@@ -516,12 +502,7 @@ def _train_forecaster(config, out: Path, run: RunFolder, *, resume: bool, progre
         len(prepared.z), series.names[0], series.date_format or "no dates", prepared.season,
         len(task.train_ends), len(task.val_ends),
     )  # fmt: skip
-    torch.manual_seed(config.train.seed)
-    model = build_checked(
-        lambda: Forecaster(prepared.inputs.shape[1], d.horizon, config.model), checkpoint=loaded
-    )
-    run.commit()
-    return fit_task(model, task, config.train, out, resume=resume, progress=progress)
+    return task
 
 
 def saved_stats(loaded) -> dict:
@@ -545,3 +526,14 @@ def load_forecaster(run_dir: Path, which: str = "best") -> LoadedForecaster:
     load_weights(model, loaded)
     model.eval()
     return LoadedForecaster(model, config, stats, loaded.name)
+
+
+SPEC = TaskSpec(
+    name=TASK,
+    config=ForecastConfig,
+    prepare=prepare_task,
+    build_model=lambda task: Forecaster(task.p.inputs.shape[1], task.config.data.horizon, task.config.model),
+    load=lambda run_dir, which="best", device="cpu": load_forecaster(run_dir, which),
+    loaded=LoadedForecaster,
+)
+"""The forecaster in the registry (``rnnkit.tasks.TASKS["forecast"]``)."""

@@ -13,7 +13,6 @@ import codecs
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,10 +29,9 @@ from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.generate import SamplingConfig, sample
 from rnnkit.nn import LSTMState, Recurrent, Stepper
 from rnnkit.train.build import build_checked
-from rnnkit.train.checkpoint import FORMAT_VERSION, load_weights, task_config
+from rnnkit.train.checkpoint import config_of, load_weights, task_config
 from rnnkit.train.config import TrainConfig
-from rnnkit.train.rundir import RunFolder
-from rnnkit.train.task import Task
+from rnnkit.train.task import Setup, Task, TaskSpec
 
 TASK = "lm"
 log = logging.getLogger("rnnkit")
@@ -358,6 +356,7 @@ def build_model(config: LMConfig, vocab_size: int) -> CharLM:
 class LMTask(Task):
     """Feeds the trainer TBPTT batches from the memmapped corpus and measures validation nats/token."""
 
+    name = TASK
     unit = "chars"
 
     def __init__(
@@ -380,10 +379,10 @@ class LMTask(Task):
                 f"the corpus is too small: {corpus.train_tokens:,} training tokens cannot fill one batch of "
                 f"{t.batch_size} x {t.seq_len} (needs {need:,}); use a smaller --batch-size or --seq-len"
             )
+        self.val_tokens = corpus.tokens("val")  # opened now: a staged corpus moves into the run folder
         self.epoch = 0
         self.index = 0
         self.sample_seed = sample_seed
-        self.device = torch.device("cpu")
 
     # data position ------------------------------------------------------------------------------
     def next_batch(self):
@@ -406,14 +405,13 @@ class LMTask(Task):
 
     # loss and evaluation ------------------------------------------------------------------------
     def training_loss(self, model: nn.Module, batch, carry):
-        device = next(model.parameters()).device
-        x, y = (part.to(device, non_blocking=True) for part in batch)
+        x, y = batch
         logits, state = model(x, carry)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
         return loss, state, y.numel()
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        tokens = self.corpus.tokens("val")
+        tokens = self.val_tokens
         cap = self.config.train.eval_tokens
         if cap and len(tokens) > cap:
             tokens = tokens[:cap]
@@ -432,14 +430,12 @@ class LMTask(Task):
         )
         log.info("sample at step %d:\n%s", step, text)
 
-    def checkpoint_config(self) -> dict:
-        return {
-            "format_version": FORMAT_VERSION,
-            "task": TASK,
-            "config": to_dict(self.config),
-            "vocab": self.vocab.to_dict(),
-            "corpus": self.corpus.to_dict(),
-        }
+    def checkpoint_extras(self) -> dict:
+        return {"vocab": self.vocab.to_dict(), "corpus": self.corpus.to_dict()}
+
+    def describe_model(self) -> str:
+        m = self.config.model
+        return f"{m.cell} {m.num_layers}x{m.hidden_size}"
 
 
 def score_tokens(
@@ -544,56 +540,63 @@ def generate_text(
 
 
 # -------------------------------------------------------------------------------------------------
-# a whole training run
+# the data step: what the one runner (rnnkit.train.run) calls
 
 
-def _barrier(world_size: int) -> None:
-    if world_size > 1:
-        import torch.distributed as dist
+def prepare_task(config: LMConfig, setup: Setup) -> LMTask:
+    """Encode the corpus (once, into the run folder's staging area, moved in when the run commits), or
+    read back a resumed run's; under DDP rank 0 encodes and the other ranks read what it wrote."""
+    from rnnkit.train.checkpoint import verify_data_files
+    from rnnkit.train.run import from_rank0
 
-        dist.barrier()
+    out = setup.out
+    if setup.resumed is not None:
+        previous = config_of(setup.resumed, LMConfig, "a run")
+        if config.model != previous.model or config.data != previous.data:
+            raise UsageError(
+                "--resume: the model and data settings of a run cannot change; only training settings can"
+            )
+        if setup.rank == 0:  # one process hashes the corpus: the others read the same files
+            verify_data_files(out)
+        corpus = _saved_corpus(out, setup.resumed)
+    else:  # under DDP rank 0 encodes, and the other ranks read what it staged
+        staging = setup.folder.stage() if setup.rank == 0 else None
+        corpus = _encode(config, staging) if staging is not None else None
+        data = Path(from_rank0(str(staging))) / "data"
+        if corpus is None:
+            info = json.loads((data / "corpus.json").read_text(encoding="utf-8"))
+            corpus = EncodedCorpus.load(data, Vocabulary.from_dict(info["vocab"]), info)
+    task = LMTask(config, corpus, rank=setup.rank, world_size=setup.world_size, sample_seed=config.train.seed)
+    if setup.resumed is None:
+        log.info("preset %s, with your flags: %s", config.preset, describe_preset(config))
+    return task
 
 
-def _encode_then_commit(config: LMConfig, run: RunFolder, world_size: int) -> tuple[EncodedCorpus, CharLM]:
-    """Encode the corpus beside the run folder, check that training can start and build the model; only
-    then make the run folder this run's.
+def _encode(config: LMConfig, staging: Path) -> EncodedCorpus:
+    """Encode the corpus into ``staging/data`` (and the run's ``config.json`` beside it).
 
     Bad input (a missing, empty or undecodable file, a corpus too small for one batch, a model too large
     for memory) therefore leaves no trace, and ``--force`` replaces an old run only once the new one is
     known to start.
     """
-    import shutil
-    import tempfile
-
     from rnnkit.data.corpus import encode_corpus, resolve_sources
-    from rnnkit.train.checkpoint import atomic_write_json, record_file
+    from rnnkit.train.checkpoint import atomic_write_json
 
-    out = run.path
     d = config.data
     docs = resolve_sources(d.sources, strict=d.strict_folders)
-    # staged on the same file system as the run folder, so that rename works
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    try:
-        corpus = encode_corpus(
-            docs,
-            staging / "data",
-            vocab_kind=d.vocab,
-            max_vocab=d.max_vocab or None,
-            val_fraction=d.val_fraction,
-            split=d.resolved_split(),
-            encoding=d.encoding,
-            errors=d.errors,
-        )
-        LMTask(config, corpus, world_size=world_size)  # raises if one batch cannot be filled
-        info = {**corpus.to_dict(), "vocab": corpus.vocab.to_dict()}
-        atomic_write_json(staging / "data" / "corpus.json", info)
-        torch.manual_seed(config.train.seed)
-        model = build_checked(lambda: build_model(config, len(corpus.vocab)))
-        run.commit(data={path.name: record_file(path) for path in sorted((staging / "data").iterdir())})
-        os.replace(staging / "data", out / "data")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    atomic_write_json(out / "config.json", to_dict(config))
+    corpus = encode_corpus(
+        docs,
+        staging / "data",
+        vocab_kind=d.vocab,
+        max_vocab=d.max_vocab or None,
+        val_fraction=d.val_fraction,
+        split=d.resolved_split(),
+        encoding=d.encoding,
+        errors=d.errors,
+    )
+    info = {**corpus.to_dict(), "vocab": corpus.vocab.to_dict()}
+    atomic_write_json(staging / "data" / "corpus.json", info)
+    atomic_write_json(staging / "config.json", to_dict(config))
     log.info(
         "corpus: %d files, %s training and %s validation tokens, vocabulary of %d",
         corpus.documents,
@@ -601,7 +604,7 @@ def _encode_then_commit(config: LMConfig, run: RunFolder, world_size: int) -> tu
         f"{corpus.val_tokens:,}",
         len(corpus.vocab),
     )
-    return EncodedCorpus.load(out / "data", corpus.vocab, info), model
+    return corpus
 
 
 def saved_config(run_dir: Path) -> LMConfig:
@@ -609,82 +612,20 @@ def saved_config(run_dir: Path) -> LMConfig:
     return task_config(run_dir, "last", TASK, LMConfig, "a run")[1]
 
 
-def train_lm(
-    config: LMConfig,
-    out: Path,
-    *,
-    force: bool = False,
-    resume: bool = False,
-    progress: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-    on_step=None,
-) -> dict:
-    """Encode the corpus (once), build the model and train it into ``out``; returns the trainer's summary.
-
-    With ``resume``, ``out`` must be a run folder and ``config`` its saved config (see
-    :func:`saved_config`) with any training settings changed; the model and data settings must match.
-    """
-    from rnnkit.train.checkpoint import verify_data_files
-
-    out = Path(out)
-    with RunFolder(out, force=force, resume=resume, rank=rank) as run:
-        if resume:
-            loaded, previous = task_config(out, "last", TASK, LMConfig, "a run")
-            if config.model != previous.model or config.data != previous.data:
-                raise UsageError(
-                    "--resume: the model and data settings of a run cannot change; only training settings can"
-                )
-            if rank == 0:  # one process hashes the corpus: the others read the same files
-                verify_data_files(out)
-            vocab, corpus = _saved_corpus(out, loaded)
-            torch.manual_seed(config.train.seed)
-            model = build_checked(lambda: build_model(config, len(vocab)), checkpoint=loaded)
-            log.info("resuming %s from %s", out, loaded.name)
-        elif rank == 0:
-            corpus, model = _encode_then_commit(config, run, world_size)
-            _barrier(world_size)
-        else:  # DDP: rank 0 encodes the corpus into the run folder; the other ranks read it from there
-            _barrier(world_size)
-            info = json.loads((out / "data" / "corpus.json").read_text(encoding="utf-8"))
-            corpus = EncodedCorpus.load(out / "data", Vocabulary.from_dict(info["vocab"]), info)
-            torch.manual_seed(config.train.seed)
-            model = build_model(config, len(corpus.vocab))
-        return _fit_lm(config, out, corpus, model, resume, progress, rank, world_size, on_step)
-
-
-def _saved_corpus(out: Path, loaded) -> tuple[Vocabulary, EncodedCorpus]:
+def _saved_corpus(out: Path, loaded) -> EncodedCorpus:
     try:
         vocab = Vocabulary.from_dict(loaded.config["vocab"])
-        return vocab, EncodedCorpus.load(out / "data", vocab, loaded.config["corpus"])
+        return EncodedCorpus.load(out / "data", vocab, loaded.config["corpus"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{loaded.folder}: config.json does not describe the corpus ({exc})") from None
 
 
-def _fit_lm(config, out, corpus, model, resume, progress, rank, world_size, on_step) -> dict:
-    from rnnkit.train.trainer import Trainer
-
-    task = LMTask(config, corpus, rank=rank, world_size=world_size, sample_seed=config.train.seed)
-    trainer = Trainer(
-        model, task, config.train, out, rank=rank, world_size=world_size, progress=progress, on_step=on_step
-    )
-    if resume:
-        trainer.resume("last")
-        trainer.trim_metrics()
-    params = sum(p.numel() for p in model.parameters())
-    if not resume:
-        log.info("preset %s, with your flags: %s", config.preset, describe_preset(config))
-    log.info(
-        "model: %s %dx%d, %s parameters, %s on %s",
-        config.model.cell,
-        config.model.num_layers,
-        config.model.hidden_size,
-        f"{params:,}",
-        trainer.precision,
-        trainer.device,
-    )
-    summary = trainer.fit()
-    summary.update(
-        run_dir=str(out), parameters=params, precision=trainer.precision, device=str(trainer.device)
-    )
-    return summary
+SPEC = TaskSpec(
+    name=TASK,
+    config=LMConfig,
+    prepare=prepare_task,
+    build_model=lambda task: build_model(task.config, len(task.vocab)),
+    load=load_lm,
+    loaded=LoadedLM,
+)
+"""The char-RNN in the registry (``rnnkit.tasks.TASKS["lm"]``)."""

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import check_rnn_fields, to_dict
+from rnnkit.config import check_rnn_fields
 from rnnkit.data.audio import FeatureConfig, features_of
 from rnnkit.data.buckets import BucketStream
 from rnnkit.errors import CheckpointError, DataError, UsageError
@@ -41,14 +41,12 @@ from rnnkit.nn import LSTMState, Pyramid
 from rnnkit.nn.cells import LSTMCell
 from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
-    FORMAT_VERSION,
-    load_checkpoint,
     load_weights,
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
-from rnnkit.train.rundir import RunFolder, no_symlink
-from rnnkit.train.task import Task
+from rnnkit.train.rundir import no_symlink
+from rnnkit.train.task import Setup, Task, TaskSpec
 
 log = logging.getLogger("rnnkit")
 TASK = "speech"
@@ -443,26 +441,32 @@ def transcribe_encoded(
 
 
 class SpeechTask(Task):
+    name = TASK
     unit = "utterances"
     selection = ("val_accuracy", "max")
 
     def __init__(
-        self, config: SpeechConfig, train: Encoded, val: Encoded, chars: CharTable, norm: dict
-    ) -> None:
+        self, config: SpeechConfig, train: Encoded, val: Encoded, chars: CharTable, norm: dict,
+        world_size: int = 1,
+    ) -> None:  # fmt: skip
         self.config, self.train, self.val, self.chars, self.norm = config, train, val, chars, norm
         t = config.train
-        self.stream = BucketStream([f.shape[0] for f in train.features], t.batch_size, t.seed)
+        frames = [f.shape[0] for f in train.features]
+        self.stream = BucketStream(frames, t.batch_size * world_size, t.seed, min_rows=world_size)
 
     def next_batch(self):
-        # the masks of a batch follow from (seed, epoch, position), so a resumed run draws the same ones
+        # the masks of a row follow from (seed, epoch, position, row), so a resumed run draws the same
+        # ones, and so does each rank under DDP whatever its share of the batch
         where = f"{self.config.train.seed}-{self.stream.epoch}-{self.stream.index}"
         rows = self.stream.next_rows()
-        feats = [self.train.features[i] for i in rows]
+        mine = self.shard(rows)
+        feats = [self.train.features[i] for i in mine]
         if self.config.data.augment:
-            rng = random.Random(where)
-            feats = [spec_augment(f, rng) for f in feats]
+            feats = [spec_augment(f, random.Random(f"{where}-{i}")) for f, i in zip(feats, mine, strict=True)]
         x, lengths = pad_frames(feats)
-        return (x, lengths, [self.train.targets[i] for i in rows]), False
+        chars = lambda rows: sum(len(self.train.targets[i]) + 1 for i in rows)  # noqa: E731 (with </s>)
+        share = self.share(chars(mine), chars(rows))
+        return (x, lengths, [self.train.targets[i] for i in mine], share), False
 
     def data_state(self) -> dict:
         return self.stream.state()
@@ -471,11 +475,10 @@ class SpeechTask(Task):
         self.stream.load_state(state)
 
     def training_loss(self, model: nn.Module, batch, carry):
-        device = next(model.parameters()).device
-        x, lengths, targets = batch
-        attention, ctc, chars = model(x.to(device), lengths, targets)
+        x, lengths, targets, share = batch
+        attention, ctc, chars = model(x, lengths, targets)
         w = self.config.model.ctc_weight
-        return ((1 - w) * attention + w * ctc) / chars, None, int(x.shape[0])
+        return ((1 - w) * attention + w * ctc) / chars * share, None, int(x.shape[0])
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
@@ -491,11 +494,8 @@ class SpeechTask(Task):
     def on_evaluate(self, model: nn.Module, step: int) -> None:
         return None
 
-    def checkpoint_config(self) -> dict:
+    def checkpoint_extras(self) -> dict:
         return {
-            "format_version": FORMAT_VERSION,
-            "task": TASK,
-            "config": to_dict(self.config),
             "chars": self.chars.tokens,
             "max_chars": self.chars.max_chars,
             "norm": self.norm,
@@ -518,23 +518,14 @@ def apply_norm(features: list[Tensor], norm: dict) -> list[Tensor]:
     return [(f - mean) / std for f in features]
 
 
-def train_speech(
-    config: SpeechConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
-) -> dict:
-    out = Path(out)
-    with RunFolder(out, force=force, resume=resume) as run:
-        return _train_speech(config, out, run, resume=resume, progress=progress)
-
-
-def _train_speech(config, out: Path, run: RunFolder, *, resume: bool, progress: bool) -> dict:
-    from rnnkit.train.trainer import fit_task
-
+def prepare_task(config: SpeechConfig, setup: Setup) -> SpeechTask:
+    """List and split the recordings, compute their features and normalise them (with a resumed run's
+    saved statistics and characters)."""
     d = config.data
     found = list_fsdd(Path(d.wav_dir))
     train_u, val_u, test_u = split_fsdd(found, d.holdout_speaker, d.val_fraction, config.train.seed)
-    loaded = load_checkpoint(out, "last", task=TASK) if resume else None
-    if loaded is not None:
-        chars, norm = saved_chars(loaded)
+    if setup.resumed is not None:
+        chars, norm = saved_chars(setup.resumed)
     else:
         chars, norm = CharTable.build([u.text for u in train_u]), {}
     train = featurise(train_u, config.features, chars)
@@ -542,7 +533,7 @@ def _train_speech(config, out: Path, run: RunFolder, *, resume: bool, progress: 
     if config.features.normalise == "global":
         norm = norm or global_stats(train.features)
         train.features, val.features = apply_norm(train.features, norm), apply_norm(val.features, norm)
-    task = SpeechTask(config, train, val, chars, norm)
+    task = SpeechTask(config, train, val, chars, norm, world_size=setup.world_size)
     speakers = sorted({u.speaker for u in train_u})
     log.info(
         "data: %d training, %d validation, %d test recordings; speakers %s%s; %s listener steps per frame",
@@ -550,12 +541,7 @@ def _train_speech(config, out: Path, run: RunFolder, *, resume: bool, progress: 
         f" (held out: {d.holdout_speaker})" if d.holdout_speaker else "",
         f"1/{2 ** config.model.pyramid_layers if config.model.pyramid else 1}",
     )  # fmt: skip
-    torch.manual_seed(config.train.seed)
-    model = build_checked(
-        lambda: ListenAttendSpell(config.features.n_mels, len(chars), config.model), checkpoint=loaded
-    )
-    run.commit()
-    return fit_task(model, task, config.train, out, resume=resume, progress=progress)
+    return task
 
 
 @dataclass
@@ -624,3 +610,16 @@ def plot_attention(loaded: LoadedSpeech, path: Path, out: Path) -> str:
     fig.savefig(no_symlink(out), dpi=110)
     plt.close(fig)
     return text
+
+
+SPEC = TaskSpec(
+    name=TASK,
+    config=SpeechConfig,
+    prepare=prepare_task,
+    build_model=lambda task: ListenAttendSpell(
+        task.config.features.n_mels, len(task.chars), task.config.model
+    ),
+    load=load_speech,
+    loaded=LoadedSpeech,
+)
+"""The speech recogniser in the registry (``rnnkit.tasks.TASKS["speech"]``)."""

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.config import check_rnn_fields, to_dict
+from rnnkit.config import check_rnn_fields
 from rnnkit.data.buckets import BucketStream, pad, padded_width
 from rnnkit.data.seqlabel import Sentences, entity_scores, read_sentences, segmentation_scores
 from rnnkit.data.table import TokenVocab, bigram_keys, choose_tokens, token_key
@@ -37,14 +37,11 @@ from rnnkit.nn.bigrams import embed_with_bigrams
 from rnnkit.nn.crf import CRF
 from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
-    FORMAT_VERSION,
-    load_checkpoint,
     load_weights,
     task_config,
 )
 from rnnkit.train.config import TrainConfig, task_training
-from rnnkit.train.rundir import RunFolder
-from rnnkit.train.task import Task
+from rnnkit.train.task import Setup, Task, TaskSpec
 
 log = logging.getLogger("rnnkit")
 TASK = "tag"
@@ -245,20 +242,25 @@ def sort_tags(tags: set[str]) -> list[str]:
 
 
 class TagTask(Task):
+    name = TASK
     unit = "tokens"
     selection = ("val_f1", "max")  # the best checkpoint: highest validation F1
 
     def __init__(self, config: TaggerConfig, train: EncodedTags, val: EncodedTags, inputs: Inputs,
-                 tags: list[str]) -> None:  # fmt: skip
+                 tags: list[str], world_size: int = 1) -> None:  # fmt: skip
         self.config, self.train, self.val = config, train, val
         self.inputs, self.tags = inputs, tags
         t = config.train
-        self.stream = BucketStream([len(x) for x in train.ids], t.batch_size, t.seed)
+        lengths = [len(x) for x in train.ids]
+        self.stream = BucketStream(lengths, t.batch_size * world_size, t.seed, min_rows=world_size)
 
     def next_batch(self):
         rows = self.stream.next_rows()
-        ids, lengths, bigrams = self.train.batch(rows)
-        return (ids, lengths, self.train.tag_batch(rows, ids.shape[1]), bigrams), False
+        mine = self.shard(rows)
+        ids, lengths, bigrams = self.train.batch(mine)
+        tokens = lambda rows: sum(len(self.train.ids[i]) for i in rows)  # noqa: E731
+        share = self.share(tokens(mine), tokens(rows))
+        return (ids, lengths, self.train.tag_batch(mine, ids.shape[1]), bigrams, share), False
 
     def data_state(self) -> dict:
         return self.stream.state()
@@ -267,11 +269,9 @@ class TagTask(Task):
         self.stream.load_state(state)
 
     def training_loss(self, model: nn.Module, batch, carry):
-        device = next(model.parameters()).device
-        ids, lengths, tags, bigrams = batch
+        ids, lengths, tags, bigrams, share = batch
         tokens = int(lengths.sum())
-        loss = model(ids.to(device), lengths, tags.to(device), to_device(bigrams, device))
-        return loss / tokens, None, tokens
+        return model(ids, lengths, tags, bigrams) / tokens * share, None, tokens
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Loss and F1 from one pass: the emissions of each batch give both."""
@@ -295,11 +295,8 @@ class TagTask(Task):
     def on_evaluate(self, model: nn.Module, step: int) -> None:
         return None
 
-    def checkpoint_config(self) -> dict:
+    def checkpoint_extras(self) -> dict:
         return {
-            "format_version": FORMAT_VERSION,
-            "task": TASK,
-            "config": to_dict(self.config),
             "vocab": self.inputs.vocab.tokens,
             "bigrams": self.inputs.bigrams.tokens if self.inputs.bigrams is not None else None,
             "tags": self.tags,
@@ -350,23 +347,13 @@ def load_sentences(config: TaggerConfig) -> tuple[Sentences, Sentences]:
     return pick(sorted(order[cut:])), pick(sorted(order[:cut]))
 
 
-def train_tagger(
-    config: TaggerConfig, out: Path, *, force: bool = False, resume: bool = False, progress: bool = False
-) -> dict:
-    out = Path(out)
-    with RunFolder(out, force=force, resume=resume) as run:
-        return _train_tagger(config, out, run, resume=resume, progress=progress)
-
-
-def _train_tagger(config, out: Path, run: RunFolder, *, resume: bool, progress: bool) -> dict:
-    from rnnkit.train.trainer import fit_task
-
+def prepare_task(config: TaggerConfig, setup: Setup) -> TagTask:
+    """Read the sentences, build the vocabulary and tag set (or read back a resumed run's), encode."""
     d = config.data
     train_sents, val_sents = load_sentences(config)
     train_sents = chunk(train_sents, d.max_tokens)
-    loaded = load_checkpoint(out, "last", task=TASK) if resume else None
-    if loaded is not None:
-        inputs, tags = saved_inputs(loaded.config, out)
+    if setup.resumed is not None:
+        inputs, tags = saved_inputs(setup.resumed.config, setup.out)
     else:
         kind = d.tokens if d.tokens != "auto" else choose_tokens(" ".join(s) for s in train_sents.tokens)
         tags = sort_tags({t for sentence in train_sents.tags for t in sentence})
@@ -378,18 +365,13 @@ def _train_tagger(config, out: Path, run: RunFolder, *, resume: bool, progress: 
     index = {t: i for i, t in enumerate(tags)}
     train = encode(train_sents, inputs, index, d.train)
     val = encode(chunk(val_sents, d.max_tokens), inputs, index, d.val or d.train)
-    task = TagTask(config, train, val, inputs, tags)
+    task = TagTask(config, train, val, inputs, tags, world_size=setup.world_size)
     bigrams = f", {len(inputs.bigrams):,} bigrams" if inputs.bigrams is not None else ""
     log.info(
         "data: %s training and %s validation sentences, %d tags, %s tokens, vocabulary of %s%s",
         f"{len(train.ids):,}", f"{len(val.ids):,}", len(tags), inputs.kind, f"{len(inputs.vocab):,}", bigrams,
     )  # fmt: skip
-    torch.manual_seed(config.train.seed)
-    model = build_checked(
-        lambda: Tagger(len(inputs.vocab), len(tags), config.model, bigram_size_of(inputs)), checkpoint=loaded
-    )
-    run.commit()
-    return fit_task(model, task, config.train, out, resume=resume, progress=progress)
+    return task
 
 
 def bigram_size_of(inputs: Inputs) -> int:
@@ -445,3 +427,16 @@ def load_tagger(run_dir: Path, which: str = "best", device: str = "cpu") -> Load
     load_weights(model, loaded)
     model.to(device).eval()
     return LoadedTagger(model, inputs, tags, config, loaded.name)
+
+
+SPEC = TaskSpec(
+    name=TASK,
+    config=TaggerConfig,
+    prepare=prepare_task,
+    build_model=lambda task: Tagger(
+        len(task.inputs.vocab), len(task.tags), task.config.model, bigram_size_of(task.inputs)
+    ),
+    load=load_tagger,
+    loaded=LoadedTagger,
+)
+"""The tagger in the registry (``rnnkit.tasks.TASKS["tag"]``)."""

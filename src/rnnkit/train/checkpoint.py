@@ -368,11 +368,16 @@ def load_checkpoint(
 
 def task_config(run_dir: Path, which: str, task: str, cls: type, what: str):
     """The checkpoint ``which`` of a ``task`` run and its config as a ``cls``; refused with a reason."""
+    loaded = load_checkpoint(Path(run_dir), which, task=task)
+    return loaded, config_of(loaded, cls, what)
+
+
+def config_of(loaded: Checkpoint, cls: type, what: str):
+    """A loaded checkpoint's config as a ``cls``; refused with a reason."""
     from rnnkit.config import from_dict
 
-    loaded = load_checkpoint(Path(run_dir), which, task=task)
     try:
-        return loaded, from_dict(cls, loaded.config["config"])
+        return from_dict(cls, loaded.config["config"])
     except (KeyError, TypeError, ValueError, UsageError) as exc:
         raise CheckpointError(f"{loaded.folder}: config.json does not describe {what} ({exc})") from None
 

@@ -26,6 +26,7 @@ import re
 import shutil
 import stat
 import sys
+import tempfile
 from pathlib import Path
 
 from rnnkit.errors import CheckpointError, UsageError
@@ -36,6 +37,7 @@ from rnnkit.train.checkpoint import (
     STAGES,
     has_checkpoint,
     read_manifest,
+    record_file,
     write_manifest,
 )
 from rnnkit.train.safefiles import read_json_file
@@ -126,6 +128,7 @@ class RunFolder:
         self.force, self.resume, self.rank = force, resume, rank
         self.created: Path | None = None
         self.committed = False
+        self.staged: Path | None = None
         self._replace = False
         self._fd: int | None = None
 
@@ -189,6 +192,9 @@ class RunFolder:
 
     def _release(self, failed: bool) -> None:
         """Unlock; the lock file goes too (removed while held, so no other process can hold it then)."""
+        if self.staged is not None:
+            shutil.rmtree(self.staged, ignore_errors=True)
+            self.staged = None
         if self._fd is None:
             return
         if failed and not self.committed and self.created is not None:
@@ -242,11 +248,24 @@ class RunFolder:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
 
-    def commit(self, data: dict | None = None) -> None:
-        """Make the folder this new run's: empty it when it is replaced, then write its first manifest
-        (``data``: records of the encoded corpus, see :func:`rnnkit.train.checkpoint.file_record`)."""
-        if self.rank != 0 or self.resume:
+    def stage(self) -> Path:
+        """A folder beside the run folder (on its file system) for files a new run writes before it is
+        known to start (the language model's encoded corpus). :meth:`commit` moves what it holds into
+        the run folder, ``data/`` recorded in the manifest; a run that fails first leaves nothing."""
+        if self.staged is None:
+            name = f".{self.path.name}.staging-"
+            self.staged = Path(tempfile.mkdtemp(prefix=name, dir=self.path.parent))
+        return self.staged
+
+    def commit(self) -> None:
+        """Make the folder this new run's: empty it when it is replaced, write its first manifest (with
+        records of the staged ``data/`` files, see :func:`rnnkit.train.checkpoint.record_file`), then
+        move the staged files in. Once only; nothing on resume or on a rank other than 0."""
+        if self.rank != 0 or self.resume or self.committed:
             return
+        data = {}
+        if self.staged is not None and (self.staged / "data").is_dir():
+            data = {path.name: record_file(path) for path in sorted((self.staged / "data").iterdir())}
         if self._replace:
             # the manifest last: a replacement stopped half-way still holds it, so --force still works
             for entry in sorted(self.path.iterdir(), key=lambda e: e.name == MANIFEST):
@@ -258,3 +277,6 @@ class RunFolder:
                     entry.unlink()
         write_manifest(self.path, {"checkpoints": {}, **({"data": data} if data else {})})
         self.committed = True
+        if self.staged is not None:
+            for entry in sorted(self.staged.iterdir()):
+                os.replace(entry, self.path / entry.name)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnnkit.config import to_dict
 from rnnkit.errors import TrainingError
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train.config import TrainConfig
@@ -90,6 +91,20 @@ def detach(carry: Any) -> Any:
     if isinstance(carry, list):
         return [detach(c) for c in carry]
     raise TypeError(f"carry: cannot detach a {type(carry).__name__}")
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch with every tensor in it on ``device`` (tuples, named tuples, lists and dicts walked)."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple):
+        items = [to_device(b, device) for b in batch]
+        return type(batch)(*items) if hasattr(batch, "_fields") else tuple(items)
+    if isinstance(batch, list):
+        return [to_device(b, device) for b in batch]
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
 
 
 def _flatten_carry(carry: Any) -> dict[str, Tensor]:
@@ -239,7 +254,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.wrapped = DistributedDataParallel(self.model, device_ids=ids)  # broadcasts rank 0's weights
+            self.wrapped = DistributedDataParallel(  # broadcasts rank 0's weights
+                self.model, device_ids=ids, find_unused_parameters=task.unused_parameters
+            )
             torch.manual_seed(config.seed * 1_000_003 + rank)  # dropout masks differ between ranks
         self.optimizer = make_optimizer(self.model, config)
         self.average = WeightAverage(self.model, config.ema) if config.ema else None
@@ -378,13 +395,20 @@ class Trainer:
                     self.run_dir,
                     self.step,
                     model_state=self.model.state_dict(),
-                    config=self.task.checkpoint_config(),
+                    config=self.checkpoint_config(),
                     state_tensors=tensors,
                     trainer_state=meta,
                     best=best,
                 )
         self._barrier()
         return name
+
+    def checkpoint_config(self) -> dict:
+        """Every checkpoint's ``config.json``: the format, the task, its whole config, and what the task
+        adds to rebuild its model (vocabulary, statistics)."""
+        task = self.task
+        base = {"format_version": ckpt.FORMAT_VERSION, "task": task.name, "config": to_dict(task.config)}
+        return base | task.checkpoint_extras()
 
     # ---------------------------------------------------------------------------------------------
     # DDP: the few collectives beyond DDP's own gradient all-reduce
@@ -476,6 +500,7 @@ class Trainer:
         """One optimizer step on the next batch; raises :class:`TrainingError` on divergence."""
         self.model.train()
         batch, new_pass = self.task.next_batch()
+        batch = to_device(batch, self.device)
         if new_pass:
             self.carry = None
         lr = self._set_lr()
@@ -691,15 +716,3 @@ class _Heartbeat:
             "step %s%s | loss %.3f | %s %s/s | %.1f min%s",
             f"{t.step:,}", of, loss, f"{speed:,.0f}", t.task.unit, t.elapsed / 60, budget,
         )  # fmt: skip
-
-
-def fit_task(model: nn.Module, task, config: TrainConfig, out: Path, *, resume: bool, progress: bool) -> dict:
-    """Train ``model`` on ``task`` into the run folder ``out`` (continuing its last checkpoint when
-    ``resume``); returns the trainer's summary with the run folder and the parameter count."""
-    trainer = Trainer(model, task, config, out, progress=progress)
-    if resume:
-        trainer.resume("last")
-        trainer.trim_metrics()
-    summary = trainer.fit()
-    summary.update(run_dir=str(out), parameters=sum(p.numel() for p in model.parameters()))
-    return summary
