@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from common import machine
-from rnnkit.data.images import load_image
-from rnnkit.tasks.caption import load_captioner
+from rnnkit.tasks.caption import load_captioner, load_image
 
 
 def main() -> None:

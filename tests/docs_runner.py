@@ -455,7 +455,9 @@ def _run_python(request: dict) -> int:
     code = "\n" * (request["line"] - 1) + request["code"]  # tracebacks name the doc's own lines
     sys.argv = [request["name"]]
     try:
-        exec(compile(code, request["name"], "exec"), {"__name__": "__main__"})
+        exec(
+            compile(code, request["name"], "exec", dont_inherit=True), {"__name__": "__main__"}
+        )  # no future flags of ours
     except SystemExit as exc:  # as the interpreter would: None and False are 0, a message is 1
         return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:

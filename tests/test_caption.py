@@ -11,16 +11,19 @@ from PIL import Image
 from torch.nn import functional as F
 
 from rnnkit.cli import main
-from rnnkit.data.images import WordVocab, load_image, read_captions, words
 from rnnkit.data.shapes import content_words, make_shapes, words_right
 from rnnkit.errors import DataError, UsageError
 from rnnkit.tasks.caption import (
     Captioner,
     CaptionModelConfig,
+    WordVocab,
     bleu,
     build_backbone,
     load_captioner,
+    load_image,
+    read_captions,
     split_pictures,
+    words,
 )
 
 

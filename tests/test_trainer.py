@@ -222,18 +222,18 @@ def test_the_contract_states_its_defaults_in_one_place():
 
 
 def test_progress_names_the_tasks_unit_and_shows_no_nan_before_the_first_step(caplog, monkeypatch):
-    from rnnkit.train import trainer as engine
+    from rnnkit.train import progress
 
     config = TrainConfig(
         max_steps=6, eval_interval=6, lr=1e-2, warmup_steps=0, device="cpu", precision="fp32"
     )
-    bar = engine._Bar(Trainer(torch.nn.Linear(1, 1), Widgets(), config, None, progress=True))
+    bar = progress.Bar(Trainer(torch.nn.Linear(1, 1), Widgets(), config, None, progress=True))
     fields = bar.progress.tasks[0].fields
     assert (fields["loss"], fields["speed"]) == ("-", "-")
     assert any("widgets/s" in str(getattr(c, "text_format", "")) for c in bar.progress.columns)
     bar.update(0.5, 1234.0)
     assert bar.progress.tasks[0].fields["loss"] == "0.500"
-    monkeypatch.setattr(engine, "HEARTBEAT_SECONDS", 0.0)  # without a terminal: a plain line each time
+    monkeypatch.setattr(progress, "HEARTBEAT_SECONDS", 0.0)  # without a terminal: a plain line each time
     caplog.set_level("INFO", logger="rnnkit")
     Trainer(torch.nn.Linear(1, 1), Widgets(), config, None, progress=False).fit()
     beats = [r.getMessage() for r in caplog.records if "widgets/s" in r.getMessage()]

@@ -22,20 +22,33 @@ class _Registry(Mapping[str, TaskSpec]):
     NAMES = ("lm", "classify", "tag", "forecast", "speech", "caption")
     MODULES: ClassVar[dict[str, str]] = {name: f"rnnkit.tasks.{name}" for name in NAMES}
 
+    added: ClassVar[dict[str, TaskSpec]] = {}
+    """Tasks registered from outside rnnkit (:func:`register`)."""
+
     def __getitem__(self, name: str) -> TaskSpec:
+        if name in self.added:
+            return self.added[name]
         if name not in self.MODULES:
             raise KeyError(name)
         return importlib.import_module(self.MODULES[name]).SPEC
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.MODULES)
+        return iter({**self.MODULES, **self.added})
 
     def __len__(self) -> int:
-        return len(self.MODULES)
+        return len({**self.MODULES, **self.added})
 
 
 TASKS: Mapping[str, TaskSpec] = _Registry()
 """Every task by the name its checkpoints record in ``config.json`` (``task``)."""
+
+
+def register(spec: TaskSpec) -> TaskSpec:
+    """Make a task of your own known to ``rnnkit.load`` (and to ``TASKS``); see docs/architecture.md."""
+    if spec.name in _Registry.MODULES:
+        raise ValueError(f"{spec.name!r}: a task of rnnkit has this name; choose another")
+    _Registry.added[spec.name] = spec
+    return spec
 
 
 def task_of(run_dir: Path, which: str = "best") -> str:
@@ -61,4 +74,4 @@ def load_run(run_dir: Path, which: str = "best", device: str = "cpu") -> Any:
     return TASKS[task_of(run_dir, which)].load(Path(run_dir), which, device=device)
 
 
-__all__ = ["TASKS", "TaskSpec", "load_run", "task_of"]
+__all__ = ["TASKS", "TaskSpec", "load_run", "register", "task_of"]

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+from torch import Tensor, nn
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,89 @@ def from_environment(device: str) -> Iterator[Placement]:
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+# the few collectives the trainer needs beyond DDP's own gradient all-reduce (gloo on CPU, NCCL on GPUs)
+
+
+def _comm_device(device: torch.device) -> torch.device:
+    return device if device.type == "cuda" else torch.device("cpu")
+
+
+def barrier(world_size: int) -> None:
+    if world_size > 1:
+        torch.distributed.barrier()
+
+
+def all_gather(world_size: int, device: torch.device, tensor: Tensor) -> list[Tensor]:
+    """Every rank's ``tensor`` (the same shape on each), in rank order."""
+    local = tensor.to(_comm_device(device)).contiguous()
+    parts = [torch.empty_like(local) for _ in range(world_size)]
+    torch.distributed.all_gather(parts, local)
+    return [part.to(tensor.device) for part in parts]
+
+
+def gather_rows(
+    world_size: int, device: torch.device, tensors: dict[str, Tensor], dim: int
+) -> dict[str, Tensor]:
+    """Join each rank's rows of the carried state, so a checkpoint holds the global batch's state."""
+    if world_size == 1:
+        return tensors
+    return {key: torch.cat(all_gather(world_size, device, t), dim=dim) for key, t in tensors.items()}
+
+
+def mean_over_ranks(world_size: int, device: torch.device, *values: float) -> list[float]:
+    """The mean of each value over the ranks: every rank then takes the same decisions."""
+    if world_size == 1:
+        return list(values)
+    packed = torch.tensor(values, dtype=torch.float64, device=_comm_device(device))
+    torch.distributed.all_reduce(packed)
+    return (packed / world_size).tolist()
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch normalisation over the global batch under DDP on any device: the ranks' sums and sums of
+    squares are added (a differentiable all-reduce), so every rank normalises, and updates its running
+    statistics, as one process over the whole batch would. ``torch.nn.SyncBatchNorm`` does this on
+    GPUs only; this one also runs on CPUs (gloo)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [d for d in range(x.dim()) if d != 1]
+        count = x.numel() // x.shape[1]
+        local = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_tensor([float(count)])])
+        total = all_reduce(local.float())
+        n, channels = total[-1], x.shape[1]
+        mean = total[:channels] / n
+        var = (total[channels : 2 * channels] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), m)
+                unbiased = var.detach() * n / (n - 1).clamp_min(1)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        out = (x - mean.view(shape).to(x.dtype)) * torch.rsqrt(var.view(shape) + self.eps).to(x.dtype)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out
+
+
+_GLOBAL: dict[type, type] = {}
+
+
+def global_batch_norm(model: nn.Module) -> nn.Module:
+    """``model`` with every batch-norm layer normalising over the global batch (the same modules,
+    parameters and buffers; their class gains :class:`GlobalBatchNorm`'s forward): DDP then equals one
+    process whatever each rank's share of a batch."""
+    for module in model.modules():
+        kind = type(module)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+            if kind not in _GLOBAL:
+                _GLOBAL[kind] = type(f"Global{kind.__name__}", (GlobalBatchNorm, kind), {})
+            module.__class__ = _GLOBAL[kind]
+    return model

@@ -9,10 +9,8 @@ trainer and goes through :meth:`Trainer.state_dict` / :meth:`Trainer.load_state_
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -25,194 +23,28 @@ from torch import Tensor, nn
 from rnnkit.config import to_dict
 from rnnkit.errors import TrainingError
 from rnnkit.train import checkpoint as ckpt
+from rnnkit.train.carry import detach, flatten_carry
 from rnnkit.train.config import TrainConfig
+from rnnkit.train.distributed import all_gather, barrier, gather_rows, global_batch_norm, mean_over_ranks
+from rnnkit.train.hardware import autocast, cpu_has_native_bf16, resolve_device, resolve_precision, to_device
+from rnnkit.train.metricslog import append_metrics, trim_metrics
+from rnnkit.train.optim import WeightAverage, lr_factor, make_optimizer
+from rnnkit.train.progress import HEARTBEAT_SECONDS, Bar, Heartbeat, describe_budget
+from rnnkit.train.signals import Signals
 from rnnkit.train.task import Task
 
 log = logging.getLogger("rnnkit")
 MAX_ROLLBACKS = 5
 
+__all__ = [  # the helpers now in hardware, optim and progress, still importable from here
+    "HEARTBEAT_SECONDS", "MAX_ROLLBACKS", "Task", "Trainer", "WeightAverage", "autocast",
+    "cpu_has_native_bf16", "describe_budget", "detach", "lr_factor", "make_optimizer",
+    "resolve_device", "resolve_precision", "to_device",
+]  # fmt: skip
+
 
 # -------------------------------------------------------------------------------------------------
 # helpers
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from rnnkit.errors import UsageError
-
-        raise UsageError("--device: CUDA was asked for but no CUDA device is available")
-    return device
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 matrix products natively (AMX or AVX512-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto`` is bf16 where the hardware computes it natively, fp32 elsewhere.
-
-    On a CPU without AVX512-BF16 or AMX, oneDNN has no bf16 LSTM kernel at all (the fused call fails),
-    so an explicit ``bf16`` there is refused with a clear message rather than crashing mid-run.
-    """
-    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
-    if name == "auto":
-        return "bf16" if native else "fp32"
-    if name == "bf16" and not native:
-        from rnnkit.errors import UsageError
-
-        where = "GPU" if device.type == "cuda" else "CPU (it lacks AVX512-BF16 and AMX)"
-        raise UsageError(f"--precision bf16: this {where} has no native bf16 kernels; use fp32")
-    return name
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def detach(carry: Any) -> Any:
-    """Cut the graph at a truncated-BPTT boundary, keeping the values (tensors, tuples, None)."""
-    if carry is None:
-        return None
-    if isinstance(carry, Tensor):
-        return carry.detach()
-    if isinstance(carry, tuple):
-        items = [detach(c) for c in carry]
-        return type(carry)(*items) if hasattr(carry, "_fields") else tuple(items)
-    if isinstance(carry, list):
-        return [detach(c) for c in carry]
-    raise TypeError(f"carry: cannot detach a {type(carry).__name__}")
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """A batch with every tensor in it on ``device`` (tuples, named tuples, lists and dicts walked)."""
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, tuple):
-        items = [to_device(b, device) for b in batch]
-        return type(batch)(*items) if hasattr(batch, "_fields") else tuple(items)
-    if isinstance(batch, list):
-        return [to_device(b, device) for b in batch]
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
-
-
-def _flatten_carry(carry: Any) -> dict[str, Tensor]:
-    if carry is None:
-        return {}
-    parts = (carry,) if isinstance(carry, Tensor) else tuple(carry)
-    return {f"carry.{i}": part for i, part in enumerate(parts)}
-
-
-def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
-    """Multiplier of the peak learning rate: linear warm-up, then the decay over ``progress`` in [0, 1]."""
-    if config.warmup_steps and step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    low = config.min_lr_ratio
-    progress = min(max(progress, 0.0), 1.0)
-    if config.schedule == "cosine":
-        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
-    if config.schedule == "linear":
-        return 1 - (1 - low) * progress
-    return 1.0
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only (not on biases or embeddings)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (decay if param.dim() >= 2 and "embedding" not in name else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), foreach=True)
-
-
-class WeightAverage:
-    """An exponential moving average of a model's floating-point parameters (Polyak averaging).
-
-    After ``n`` updates the decay is ``min(decay, (1 + n) / (10 + n))``, so the first weights, far from
-    any minimum, are forgotten fast (as TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``).
-    Buffers (batch-norm statistics) are not averaged: the saved model keeps them as trained.
-    """
-
-    RAW = "ema.raw."
-    """The prefix of the raw (trained) weights in a checkpoint's state (model.safetensors: the average)."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        named = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
-        self.names = [n for n, _ in named]
-        self.params = [p for _, p in named]
-        self.shadow = [p.detach().clone() for p in self.params]
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - decay)
-
-    @contextlib.contextmanager
-    def applied(self):
-        """Inside the block the model holds the averaged weights; its own again after."""
-        raw = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            torch._foreach_copy_([p.data for p in self.params], self.shadow)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_([p.data for p in self.params], raw)
-
-    def raw_tensors(self) -> dict[str, Tensor]:
-        return {self.RAW + n: p.detach().clone() for n, p in zip(self.names, self.params, strict=True)}
-
-    @torch.no_grad()
-    def restart(self, tensors: dict[str, Tensor], updates: int) -> None:
-        """After the model was loaded with a checkpoint's (averaged) weights: they become the average,
-        and the raw weights saved beside them (when there are any) go back into the model."""
-        self.shadow = [p.detach().clone() for p in self.params]
-        self.updates = updates
-        for name, param in zip(self.names, self.params, strict=True):
-            if self.RAW + name in tensors:
-                param.copy_(tensors[self.RAW + name])
-
-
-class _Signals:
-    """Turn SIGINT/SIGTERM into a flag the loop checks between steps; restores handlers on exit."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _Signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.received = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -254,6 +86,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
+            global_batch_norm(self.model)  # batch statistics over the global batch, as in one process
             self.wrapped = DistributedDataParallel(  # broadcasts rank 0's weights
                 self.model, device_ids=ids, find_unused_parameters=task.unused_parameters
             )
@@ -287,10 +120,14 @@ class Trainer:
                     tensors[f"optim.{index}.{key}"] = value
                 else:
                     scalars.setdefault(str(index), {})[key] = value
-        tensors.update(self._gather(_flatten_carry(self.carry), dim=self.task.carry_batch_dim))
+        tensors.update(
+            gather_rows(
+                self.world_size, self.device, flatten_carry(self.carry), dim=self.task.carry_batch_dim
+            )
+        )
         tensors["rng.torch"] = torch.get_rng_state()
         if self.world_size > 1:
-            for r, state in enumerate(self._all_gather(torch.get_rng_state())):
+            for r, state in enumerate(all_gather(self.world_size, self.device, torch.get_rng_state())):
                 tensors[f"rng.torch.rank{r}"] = state
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
@@ -307,7 +144,7 @@ class Trainer:
             "carry": None
             if self.carry is None
             else ("tensor" if isinstance(self.carry, Tensor) else "tuple"),
-            "carry_parts": len(_flatten_carry(self.carry)),
+            "carry_parts": len(flatten_carry(self.carry)),
             "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
             "data": self.task.data_state(),
             "precision": self.precision,
@@ -400,7 +237,7 @@ class Trainer:
                     trainer_state=meta,
                     best=best,
                 )
-        self._barrier()
+        barrier(self.world_size)
         return name
 
     def checkpoint_config(self) -> dict:
@@ -410,57 +247,14 @@ class Trainer:
         base = {"format_version": ckpt.FORMAT_VERSION, "task": task.name, "config": to_dict(task.config)}
         return base | task.checkpoint_extras()
 
-    # ---------------------------------------------------------------------------------------------
-    # DDP: the few collectives beyond DDP's own gradient all-reduce
-
-    def _comm_device(self) -> torch.device:
-        return self.device if self.device.type == "cuda" else torch.device("cpu")
-
-    def _barrier(self) -> None:
-        if self.world_size > 1:
-            torch.distributed.barrier()
-
-    def _all_gather(self, tensor: Tensor) -> list[Tensor]:
-        local = tensor.to(self._comm_device()).contiguous()
-        parts = [torch.empty_like(local) for _ in range(self.world_size)]
-        torch.distributed.all_gather(parts, local)
-        return [part.to(tensor.device) for part in parts]
-
-    def _gather(self, tensors: dict[str, Tensor], dim: int) -> dict[str, Tensor]:
-        """Join each rank's rows of the carried state, so a checkpoint holds the global batch's state."""
-        if self.world_size == 1:
-            return tensors
-        return {key: torch.cat(self._all_gather(t), dim=dim) for key, t in tensors.items()}
-
-    def _agree(self, *values: float) -> list[float]:
-        """The mean of each value over the ranks: every rank then takes the same decisions."""
-        if self.world_size == 1:
-            return list(values)
-        packed = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
-        torch.distributed.all_reduce(packed)
-        return (packed / self.world_size).tolist()
-
     def log_metrics(self, record: dict) -> None:
-        """Append one line to metrics.jsonl, flushed and fsynced (a torn last line is ignored on read)."""
-        if not self.writes:
-            return
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)  # never through a link
-        with open(os.open(self.run_dir / ckpt.METRICS_FILE, flags, 0o644), "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        if self.writes:
+            append_metrics(self.run_dir, record)
 
     def trim_metrics(self) -> None:
         """On resume, drop metrics logged after the checkpoint: those steps will be trained again."""
-        if not self.writes:
-            return
-        path = self.run_dir / ckpt.METRICS_FILE
-        if not path.is_file():
-            return
-        kept = [
-            json.dumps(r) + "\n" for r in ckpt.read_metrics(self.run_dir) if r.get("step", 0) <= self.step
-        ]
-        ckpt.atomic_write(path, "".join(kept).encode("utf-8"))
+        if self.writes:
+            trim_metrics(self.run_dir, self.step)
 
     # ---------------------------------------------------------------------------------------------
     # the loop
@@ -506,7 +300,9 @@ class Trainer:
         lr = self._set_lr()
         with autocast(self.device, self.precision):
             loss, carry, count = self.task.training_loss(self.wrapped, batch, self.carry)
-        (value,) = self._agree(float(loss.detach()))  # the global batch's loss, the same on every rank
+        (value,) = mean_over_ranks(
+            self.world_size, self.device, float(loss.detach())
+        )  # the global batch's loss, the same on every rank
         if not math.isfinite(value):
             raise TrainingError(f"the loss became {value} at step {self.step + 1}")
         factor = self.task.explode_factor
@@ -562,9 +358,9 @@ class Trainer:
             summary.update(step=self.step, elapsed=self.elapsed, best_val=self.best_val, nothing_trained=True)
             return summary
         window_tokens, window_time, window_loss, window_steps = 0, 0.0, 0.0, 0
-        bar = _Bar(self) if self.progress and self.rank == 0 else None
-        beat = _Heartbeat(self) if bar is None and self.rank == 0 else None
-        with _Signals() as signals, bar or contextlib.nullcontext():
+        bar = Bar(self) if self.progress and self.rank == 0 else None
+        beat = Heartbeat(self) if bar is None and self.rank == 0 else None
+        with Signals() as signals, bar or contextlib.nullcontext():
             while not self._done():
                 started = time.perf_counter()
                 try:
@@ -586,7 +382,7 @@ class Trainer:
                     self.on_step(self)
                 received = signals.received is not None
                 if self.world_size > 1:  # stop together: the same clock and the same signal on every rank
-                    spent, anyone = self._agree(spent, float(received))
+                    spent, anyone = mean_over_ranks(self.world_size, self.device, spent, float(received))
                     received = anyone > 0
                 self.elapsed += spent
                 window_tokens += stats["tokens"] * self.world_size  # the global batch
@@ -642,77 +438,3 @@ class Trainer:
             with self.averaged():
                 self.task.on_evaluate(self.model, self.step)
             self.model.train()
-
-
-def describe_budget(c: TrainConfig) -> str:
-    """``at most 5 minutes`` / ``at most 2,000 steps or 10 minutes, whichever comes first``."""
-    parts = ([f"{c.max_steps:,} steps"] if c.max_steps else []) + (
-        [f"{c.max_minutes:g} minutes"] if c.max_minutes else []
-    )
-    return "at most " + " or ".join(parts) + (", whichever comes first" if len(parts) > 1 else "")
-
-
-class _Bar:
-    """A rich progress bar over steps (or over seconds when only --max-minutes is set)."""
-
-    def __init__(self, trainer: Trainer) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        from rnnkit.console import stderr
-
-        self.trainer = trainer
-        c = trainer.config
-        self.by_steps = bool(c.max_steps)
-        total = c.max_steps if self.by_steps else 60 * c.max_minutes
-        self.progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            TextColumn("step {task.fields[step]}"),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]} " + trainer.task.unit + "/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=stderr,
-            transient=False,
-        )
-        # nothing is known before the first step: a dash, never a nan that reads as divergence
-        self.task_id = self.progress.add_task("train", total=total, step=trainer.step, loss="-", speed="-")
-
-    def __enter__(self) -> _Bar:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def update(self, loss: float, speed: float) -> None:
-        t = self.trainer
-        done = t.step if self.by_steps else t.elapsed
-        self.progress.update(
-            self.task_id, completed=done, step=t.step, loss=f"{loss:.3f}", speed=f"{speed:,.0f}"
-        )
-
-
-HEARTBEAT_SECONDS = 30.0
-
-
-class _Heartbeat:
-    """Without a terminal (a log file, CI), a plain line every HEARTBEAT_SECONDS: step, loss, speed."""
-
-    def __init__(self, trainer: Trainer) -> None:
-        self.trainer, self.seconds = trainer, HEARTBEAT_SECONDS
-        self.last = time.monotonic()
-
-    def update(self, loss: float, speed: float) -> None:
-        now = time.monotonic()
-        if now - self.last < self.seconds:
-            return
-        self.last = now
-        t, c = self.trainer, self.trainer.config
-        of = f" of {c.max_steps:,}" if c.max_steps else ""
-        budget = f" of {c.max_minutes:g} min" if c.max_minutes else ""
-        log.info(
-            "step %s%s | loss %.3f | %s %s/s | %.1f min%s",
-            f"{t.step:,}", of, loss, f"{speed:,.0f}", t.task.unit, t.elapsed / 60, budget,
-        )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Pictures and their captions: Flickr8k-style CSV (``image,caption``) or Karpathy's JSON layout.
+"""Pictures and their captions: Flickr8k-style CSV (``image,caption``) or Karpathy's JSON layout, the
+word vocabulary, and the split by picture (never by caption).
 
 Pictures of any size and mode (RGB, L, P, RGBA, PNG or JPEG) become ``(3, S, S)`` uint8 tensors the
 same way every time: transparent parts composited on white, the shorter side scaled to ``S``
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from torch import Tensor
 
 from rnnkit.data.files import read_text_file
 from rnnkit.errors import DataError
+from rnnkit.tasks.caption.config import CaptionConfig
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -119,3 +122,62 @@ class WordVocab:
 
     def decode(self, ids: list[int]) -> str:
         return " ".join(self.tokens[i] for i in ids if i >= 3)  # specials other than <unk> are not words
+
+
+# -------------------------------------------------------------------------------------------------
+# the split by picture
+
+
+@dataclass
+class Split:
+    names: list[str]
+    images: Tensor
+    """``(N, 3, S, S)`` uint8, one per picture."""
+    references: list[list[str]]
+    """Every caption of each picture."""
+
+
+def split_pictures(
+    captions: Captions, val: float, test: float, seed: int
+) -> tuple[list[str], list[str], list[str]]:
+    """(train, validation, test) picture names: the split is by picture (seeded), never by caption."""
+    names = list(captions.images)
+    if len(names) < 3:
+        raise DataError(
+            f"need at least 3 pictures to split into train, validation and test; got {len(names)}"
+        )
+    order = names[:]
+    random.Random(seed).shuffle(order)
+    n_test = max(1, round(len(order) * test))
+    n_val = max(1, round(len(order) * val))
+    test_set, val_set = set(order[:n_test]), set(order[n_test : n_test + n_val])
+    pick = lambda keep: [n for n in names if n in keep]  # noqa: E731
+    return [n for n in names if n not in test_set and n not in val_set], pick(val_set), pick(test_set)
+
+
+def load_split(folder: Path, names: list[str], captions: Captions, size: int) -> Split:
+    images = (
+        torch.stack([load_image(Path(folder) / n, size) for n in names])
+        if names
+        else torch.zeros(0, 3, size, size)
+    )
+    return Split(names, images, [captions.captions[n] for n in names])
+
+
+def normalised(caption: str) -> str:
+    """A caption as the model writes them: lower-case words, no punctuation."""
+    return " ".join(words(caption))
+
+
+def prepare(config: CaptionConfig) -> tuple[Captions, list[str], list[str], list[str]]:
+    d = config.data
+    captions = read_captions(Path(d.captions))
+    folder = Path(d.images)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder of pictures")
+    missing = [n for n in captions.images if not (folder / n).is_file()]
+    if missing:
+        raise DataError(
+            f"{folder / missing[0]}: no such image ({len(missing)} named in {d.captions} are missing)"
+        )
+    return (captions, *split_pictures(captions, d.val_fraction, d.test_fraction, config.train.seed))

@@ -1,0 +1,57 @@
+"""The classifier network: embedding (+ bigrams) -> (bi)RNN -> pooled representation -> class logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.nn import LSTMState, Recurrent
+from rnnkit.nn.bigrams import embed_with_bigrams
+from rnnkit.tasks.classify.config import ClassifierModelConfig
+
+
+class SequenceClassifier(nn.Module):
+    """Embedding (+ bigram embeddings) -> (bi)RNN -> pooled representation -> linear -> class logits.
+
+    Inputs: ``ids`` ``(N, T)`` (0 is padding), ``lengths`` ``(N,)``, and with ``bigram_vocab > 0`` the
+    ``(N, T + 1)`` bigram ids of :func:`rnnkit.data.table.bigram_keys`. Output: logits ``(N, C)``.
+    """
+
+    def __init__(
+        self, vocab_size: int, num_labels: int, config: ClassifierModelConfig, bigram_vocab: int = 0
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=0)
+        width = config.bigram_size if bigram_vocab else 0
+        self.bigram = nn.Embedding(bigram_vocab, width, padding_idx=0) if width else None
+        self.rnn = Recurrent(
+            config.embedding_size + 2 * width,
+            config.hidden_size,
+            cell=config.cell,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(self.rnn.output_size * (3 if config.pool == "concat" else 1), num_labels)
+
+    def represent(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
+        """The pooled representation ``(N, D*H)`` (``(N, 3*D*H)`` for concat)."""
+        x = self.dropout(embed_with_bigrams(self.embedding, self.bigram, ids, bigrams, "classifier"))
+        out, state = self.rnn(x, lengths=lengths)  # out (N, T, D*H), zero at padded steps
+        pool, parts = self.config.pool, []
+        if pool in ("last", "concat"):
+            h = state.h if isinstance(state, LSTMState) else state  # (L*D, N, H)
+            top = h[-self.rnn.num_directions :]  # the last layer: forward at T_b, backward at step 1
+            parts.append(torch.cat(list(top), dim=-1))
+        if pool in ("mean", "concat"):
+            parts.append(out.sum(1) / lengths.to(out.device, out.dtype)[:, None])
+        if pool in ("max", "concat"):
+            steps = torch.arange(ids.shape[1], device=ids.device)
+            mask = (steps[None, :] < lengths.to(ids.device)[:, None])[..., None]
+            parts.append(out.masked_fill(~mask, float("-inf")).amax(1))
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
+        return self.head(self.dropout(self.represent(ids, lengths, bigrams)))

@@ -1,0 +1,240 @@
+"""The language model's task for the trainer (:class:`LMTask`), the loaded model of a trained run
+(``load_lm``, ``score_text``, ``generate_text``), ``prepare_task`` and :data:`SPEC`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rnnkit.data.batching import StreamBatcher
+from rnnkit.data.corpus import EncodedCorpus
+from rnnkit.data.vocab import Vocabulary
+from rnnkit.errors import CheckpointError, DataError, UsageError
+from rnnkit.generate import SamplingConfig, sample
+from rnnkit.nn import LSTMState
+from rnnkit.tasks.lm.config import TASK, LMConfig, describe_preset
+from rnnkit.tasks.lm.data import _encode, _saved_corpus
+from rnnkit.tasks.lm.metrics import score_tokens
+from rnnkit.tasks.lm.model import CharLM, build_model
+from rnnkit.train.build import build_checked
+from rnnkit.train.checkpoint import config_of, load_weights, task_config
+from rnnkit.train.task import Setup, Task, TaskSpec
+
+log = logging.getLogger("rnnkit")
+
+
+# -------------------------------------------------------------------------------------------------
+# the trainer's task
+
+
+class LMTask(Task):
+    """Feeds the trainer TBPTT batches from the memmapped corpus and measures validation nats/token."""
+
+    name = TASK
+    unit = "chars"
+
+    def __init__(
+        self,
+        config: LMConfig,
+        corpus: EncodedCorpus,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        sample_seed: int = 0,
+    ):
+        self.config = config
+        self.corpus = corpus
+        self.vocab = corpus.vocab
+        t = config.train
+        self.batcher = StreamBatcher(corpus.tokens("train"), t.batch_size, t.seq_len, rank, world_size)
+        if self.batcher.row_len < t.seq_len:
+            need = t.batch_size * world_size * t.seq_len + 1
+            raise DataError(
+                f"the corpus is too small: {corpus.train_tokens:,} training tokens cannot fill one batch of "
+                f"{t.batch_size} x {t.seq_len} (needs {need:,}); use a smaller --batch-size or --seq-len"
+            )
+        self.val_tokens = corpus.tokens("val")  # opened now: a staged corpus moves into the run folder
+        self.epoch = 0
+        self.index = 0
+        self.sample_seed = sample_seed
+
+    # data position ------------------------------------------------------------------------------
+    def next_batch(self):
+        if self.index >= self.batcher.batches_per_epoch:
+            self.epoch += 1
+            self.index = 0
+        batch = self.batcher.batch(self.index)
+        new_pass = self.index == 0
+        self.index += 1
+        return batch, new_pass
+
+    def data_state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_data_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+
+    def make_carry(self, parts: list[Tensor]):
+        return LSTMState(*parts) if len(parts) == 2 else tuple(parts)
+
+    # loss and evaluation ------------------------------------------------------------------------
+    def training_loss(self, model: nn.Module, batch, carry):
+        x, y = batch
+        logits, state = model(x, carry)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        return loss, state, y.numel()
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        tokens = self.val_tokens
+        cap = self.config.train.eval_tokens
+        if cap and len(tokens) > cap:
+            tokens = tokens[:cap]
+        if len(tokens) < 2:
+            return {}
+        nats, count = score_tokens(model, tokens)
+        loss = nats / count
+        return {"val_loss": loss, "val_bpc": loss / math.log(2)}
+
+    def on_evaluate(self, model: nn.Module, step: int) -> None:
+        length = self.config.train.sample_length
+        if not length:
+            return
+        text = generate_text(
+            model, self.vocab, "\n", length, SamplingConfig(temperature=0.8), seed=self.sample_seed
+        )
+        log.info("sample at step %d:\n%s", step, text)
+
+    def checkpoint_extras(self) -> dict:
+        return {"vocab": self.vocab.to_dict(), "corpus": self.corpus.to_dict()}
+
+    def describe_model(self) -> str:
+        m = self.config.model
+        return f"{m.cell} {m.num_layers}x{m.hidden_size}"
+
+
+# -------------------------------------------------------------------------------------------------
+# loading and using a trained run
+
+
+@dataclass
+class LoadedLM:
+    model: CharLM
+    vocab: Vocabulary
+    config: LMConfig
+    checkpoint: str
+
+
+def load_lm(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedLM:
+    """Rebuild the model and vocabulary of a run from its checkpoint alone (no other file needed)."""
+    loaded, config = task_config(run_dir, which, TASK, LMConfig, "a model")
+    try:
+        vocab = Vocabulary.from_dict(loaded.config["vocab"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{loaded.folder}: config.json does not describe a model ({exc})") from None
+    model = build_checked(lambda: build_model(config, len(vocab)), checkpoint=loaded)
+    load_weights(model, loaded)
+    model.to(device).eval()
+    return LoadedLM(model, vocab, config, loaded.name)
+
+
+UNKNOWN_WARNING = 0.05
+"""``rnnkit eval`` warns when more than this share of a text's characters are unknown to the model."""
+
+
+def score_text(loaded: LoadedLM, text: str, name: str) -> dict:
+    """Nats, bits and perplexity per character of ``text``, and how much of it the model cannot read:
+    ``unknown_chars`` counts occurrences (each one scored as the unknown token), ``unknown_distinct``
+    the distinct characters."""
+    ids = loaded.vocab.encode(text)
+    if len(ids) < 2:
+        raise DataError(f"{name}: needs at least two characters to score")
+    with torch.no_grad():
+        nats, count = score_tokens(loaded.model, ids)
+    per = nats / count
+    unk = loaded.vocab.unk_id
+    unknown = int((np.asarray(ids) == unk).sum()) if unk is not None else 0
+    return {
+        "file": name,
+        "chars": count,
+        "nats_per_char": per,
+        "bits_per_char": per / math.log(2),
+        "perplexity": math.exp(per),
+        "unknown_chars": unknown,
+        "unknown_distinct": len(loaded.vocab.missing(text)),
+        "unknown_share": unknown / len(ids),
+    }
+
+
+def generate_text(
+    model: nn.Module,
+    vocab: Vocabulary,
+    prime: str,
+    length: int,
+    config: SamplingConfig,
+    seed: int | None = None,
+) -> str:
+    ids = vocab.encode(prime).tolist() or [0]
+    banned = [vocab.unk_id] if vocab.unk_id is not None else []
+    decode = vocab.decoder()
+    was_training = model.training
+    model.eval()
+    text = "".join(decode(int(t[0])) for t in sample(model, ids, length, config, seed=seed, banned=banned))
+    model.train(was_training)
+    return text + decode.flush()
+
+
+# -------------------------------------------------------------------------------------------------
+# the data step: what the one runner (rnnkit.train.run) calls
+
+
+def prepare_task(config: LMConfig, setup: Setup) -> LMTask:
+    """Encode the corpus (once, into the run folder's staging area, moved in when the run commits), or
+    read back a resumed run's; under DDP rank 0 encodes and the other ranks read what it wrote."""
+    from rnnkit.train.checkpoint import verify_data_files
+    from rnnkit.train.run import from_rank0
+
+    out = setup.out
+    if setup.resumed is not None:
+        previous = config_of(setup.resumed, LMConfig, "a run")
+        if config.model != previous.model or config.data != previous.data:
+            raise UsageError(
+                "--resume: the model and data settings of a run cannot change; only training settings can"
+            )
+        if setup.rank == 0:  # one process hashes the corpus: the others read the same files
+            verify_data_files(out)
+        corpus = _saved_corpus(out, setup.resumed)
+    else:  # under DDP rank 0 encodes, and the other ranks read what it staged
+        staging = setup.folder.stage() if setup.rank == 0 else None
+        corpus = _encode(config, staging) if staging is not None else None
+        data = Path(from_rank0(str(staging))) / "data"
+        if corpus is None:
+            info = json.loads((data / "corpus.json").read_text(encoding="utf-8"))
+            corpus = EncodedCorpus.load(data, Vocabulary.from_dict(info["vocab"]), info)
+    task = LMTask(config, corpus, rank=setup.rank, world_size=setup.world_size, sample_seed=config.train.seed)
+    if setup.resumed is None:
+        log.info("preset %s, with your flags: %s", config.preset, describe_preset(config))
+    return task
+
+
+def saved_config(run_dir: Path) -> LMConfig:
+    """The config of a run's last checkpoint."""
+    return task_config(run_dir, "last", TASK, LMConfig, "a run")[1]
+
+
+SPEC = TaskSpec(
+    name=TASK,
+    config=LMConfig,
+    prepare=prepare_task,
+    build_model=lambda task: build_model(task.config, len(task.vocab)),
+    load=load_lm,
+    loaded=LoadedLM,
+)
+"""The char-RNN in the registry (``rnnkit.tasks.TASKS["lm"]``)."""

@@ -1,0 +1,69 @@
+"""The tagger's configs: model, data and training, saved with every run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rnnkit.config import check_rnn_fields
+from rnnkit.train.config import TrainConfig, task_training
+
+TASK = "tag"
+
+
+@dataclass(kw_only=True)
+class TaggerModelConfig:
+    cell: str = "lstm"
+    embedding_size: int = 128
+    hidden_size: int = 128
+    """Units per direction."""
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.2
+    crf: bool = True
+    """A CRF output layer (Viterbi decoding) instead of a softmax at each step."""
+    bigram_size: int = 64
+    """Embedding size of each character's left and right bigrams; 0: none. Character tokens only."""
+
+    def __post_init__(self) -> None:
+        check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers"))
+        if self.bigram_size < 0:
+            raise ValueError(f"bigram_size: expected 0 or more, got {self.bigram_size}")
+
+
+@dataclass(kw_only=True)
+class TaggerDataConfig:
+    train: str = ""
+    val: str = ""
+    """A validation file; empty: hold out val_fraction of the training sentences (by seed)."""
+    format: str = "conll"
+    """conll or segmented."""
+    tokens: str = "auto"
+    """auto, char or word."""
+    val_fraction: float = 0.05
+    max_tokens: int = 200
+    """Longer sentences are cut into pieces of at most this many tokens."""
+    min_count: int = 1
+    max_vocab: int = 50_000
+    bigram_min_count: int = 2
+    max_bigrams: int = 200_000
+    encoding: str = "utf-8"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("conll", "segmented"):
+            raise ValueError(f"format: expected conll or segmented, got {self.format!r}")
+        if self.tokens not in ("auto", "char", "word"):
+            raise ValueError(f"tokens: expected auto, char or word, got {self.tokens!r}")
+        if not 0 < self.val_fraction < 0.9:
+            raise ValueError(f"val_fraction: expected a fraction in (0, 0.9), got {self.val_fraction}")
+        for name in ("max_tokens", "min_count", "max_vocab", "bigram_min_count", "max_bigrams"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+
+
+@dataclass(kw_only=True)
+class TaggerConfig:
+    model: TaggerModelConfig = field(default_factory=TaggerModelConfig)
+    data: TaggerDataConfig = field(default_factory=TaggerDataConfig)
+    train: TrainConfig = field(
+        default_factory=task_training(batch_size=32, warmup_steps=50, eval_interval=300)
+    )
