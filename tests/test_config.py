@@ -42,3 +42,22 @@ def test_unknown_keys_in_a_saved_config_are_refused():
     data["model"]["attention"] = True
     with pytest.raises(UsageError, match=r"model\.attention"):
         from_dict(LMConfig, data)
+
+
+def test_the_language_models_own_training_settings_live_in_its_config():
+    from rnnkit.tasks.forecast import ForecastConfig
+    from rnnkit.tasks.lm import LMConfig, LMTrainConfig
+    from rnnkit.train.config import TrainConfig
+
+    assert {"seq_len", "eval_tokens", "sample_length"} <= set(to_dict(LMConfig())["train"])
+    assert not {"seq_len", "eval_tokens", "sample_length"} & set(to_dict(ForecastConfig())["train"])
+    with pytest.raises(ValueError, match="seq_len"):
+        LMTrainConfig(seq_len=0)
+    with pytest.raises(TypeError):
+        TrainConfig(seq_len=64)  # not an engine setting
+    # a run saved when the engine's section still held them loads, and drops them
+    saved = to_dict(ForecastConfig())
+    saved["train"] |= {"seq_len": 64, "eval_tokens": 0, "sample_length": 0}
+    assert from_dict(ForecastConfig, saved) == ForecastConfig()
+    with pytest.raises(UsageError, match=r"unknown config key train\.sequence"):
+        from_dict(ForecastConfig, {**saved, "train": {**saved["train"], "sequence": 1}})

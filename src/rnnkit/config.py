@@ -94,6 +94,8 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     """Build ``cls`` from a dict, refusing unknown keys and values of the wrong type."""
     hints = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    legacy = set(getattr(cls, "LEGACY_KEYS", ())) - names  # a config class's declared ClassVar
+    data = {key: value for key, value in data.items() if key not in legacy}
     unknown = sorted(set(data) - names)
     if unknown:
         raise UsageError(f"unknown config key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -12,10 +12,12 @@ SCHEDULES = ("cosine", "linear", "constant")
 
 @dataclass(kw_only=True)
 class TrainConfig:
+    LEGACY_KEYS: ClassVar[tuple[str, ...]] = ("seq_len", "eval_tokens", "sample_length")
+    """Keys that runs saved before the language model's settings left this section still hold; read
+    and dropped (the language model's own section, :class:`rnnkit.tasks.lm.LMTrainConfig`, has them)."""
+
     batch_size: int = 32
     """Sequences per batch (parallel streams for truncated BPTT)."""
-    seq_len: int = 64
-    """Steps of truncated BPTT: the gradient flows at most this far back."""
     lr: float = 2e-3
     """Peak learning rate of AdamW."""
     min_lr_ratio: float = 0.1
@@ -41,10 +43,6 @@ class TrainConfig:
     follows elapsed time when max_steps is 0 (not deterministic across machines)."""
     eval_interval: int = 200
     """Evaluate on the validation split every this many steps (and at the end)."""
-    eval_tokens: int = 200_000
-    """Evaluate on at most this many validation tokens (0: all of them)."""
-    sample_length: int = 200
-    """Characters of sample text printed at each evaluation (0: none)."""
     checkpoint_interval: int = 500
     """Write the last checkpoint every this many steps (and at every evaluation and at the end)."""
     log_interval: int = 50
@@ -61,11 +59,11 @@ class TrainConfig:
     (reload it, halve the learning rate and go on)."""
 
     def __post_init__(self) -> None:
-        positive = ("batch_size", "seq_len", "eval_interval", "checkpoint_interval", "log_interval")
+        positive = ("batch_size", "eval_interval", "checkpoint_interval", "log_interval")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        for name in ("max_steps", "warmup_steps", "eval_tokens", "sample_length", "threads"):
+        for name in ("max_steps", "warmup_steps", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected 0 or more, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -93,7 +91,7 @@ def task_training(
     0.01 for 10 minutes, a checkpoint at every evaluation; ``more`` sets any other field."""
     values = {
         "batch_size": batch_size, "lr": 2e-3, "warmup_steps": warmup_steps, "eval_interval": eval_interval,
-        "checkpoint_interval": eval_interval, "sample_length": 0, "max_minutes": 10.0, "weight_decay": 0.01,
+        "checkpoint_interval": eval_interval, "max_minutes": 10.0, "weight_decay": 0.01,
         "log_interval": 50,
     } | more  # fmt: skip
     return lambda: TrainConfig(**values)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnkit.nn import LSTMState, Recurrent
-from rnnkit.nn.bigrams import embed_with_bigrams
+from rnnkit.nn import LSTMState
+from rnnkit.nn.encoder import TokenEncoder
 from rnnkit.tasks.classify.config import ClassifierModelConfig
 
 
-class SequenceClassifier(nn.Module):
+class SequenceClassifier(TokenEncoder):
     """Embedding (+ bigram embeddings) -> (bi)RNN -> pooled representation -> linear -> class logits.
 
     Inputs: ``ids`` ``(N, T)`` (0 is padding), ``lengths`` ``(N,)``, and with ``bigram_vocab > 0`` the
@@ -20,26 +20,18 @@ class SequenceClassifier(nn.Module):
     def __init__(
         self, vocab_size: int, num_labels: int, config: ClassifierModelConfig, bigram_vocab: int = 0
     ) -> None:
-        super().__init__()
+        m = config
+        super().__init__(
+            vocab_size, m.embedding_size, m.hidden_size, cell=m.cell, num_layers=m.num_layers,
+            bidirectional=m.bidirectional, dropout=m.dropout, bigram_vocab=bigram_vocab,
+            bigram_size=m.bigram_size,
+        )  # fmt: skip
         self.config = config
-        self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=0)
-        width = config.bigram_size if bigram_vocab else 0
-        self.bigram = nn.Embedding(bigram_vocab, width, padding_idx=0) if width else None
-        self.rnn = Recurrent(
-            config.embedding_size + 2 * width,
-            config.hidden_size,
-            cell=config.cell,
-            num_layers=config.num_layers,
-            bidirectional=config.bidirectional,
-            dropout=config.dropout,
-        )
-        self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.rnn.output_size * (3 if config.pool == "concat" else 1), num_labels)
 
     def represent(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
         """The pooled representation ``(N, D*H)`` (``(N, 3*D*H)`` for concat)."""
-        x = self.dropout(embed_with_bigrams(self.embedding, self.bigram, ids, bigrams, "classifier"))
-        out, state = self.rnn(x, lengths=lengths)  # out (N, T, D*H), zero at padded steps
+        out, state = self.encode(ids, lengths, bigrams, "classifier")  # out (N, T, D*H), zero at padding
         pool, parts = self.config.pool, []
         if pool in ("last", "concat"):
             h = state.h if isinstance(state, LSTMState) else state  # (L*D, N, H)

@@ -65,6 +65,5 @@ class ForecastConfig:
             lr=3e-3,
             max_minutes=2.0,
             weight_decay=0.0,
-            eval_tokens=0,
         )
     )

@@ -80,13 +80,34 @@ class DataConfig:
 
 
 @dataclass(kw_only=True)
+class LMTrainConfig(TrainConfig):
+    """The engine's training settings, and the language model's own: its truncated-BPTT length, its
+    validation budget and the samples it prints."""
+
+    seq_len: int = 64
+    """Steps of truncated BPTT: the gradient flows at most this far back."""
+    eval_tokens: int = 200_000
+    """Evaluate on at most this many validation tokens (0: all of them)."""
+    sample_length: int = 200
+    """Characters of sample text printed at each evaluation (0: none)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seq_len < 1:
+            raise ValueError(f"seq_len: expected a positive integer, got {self.seq_len}")
+        for name in ("eval_tokens", "sample_length"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected 0 or more, got {getattr(self, name)}")
+
+
+@dataclass(kw_only=True)
 class LMConfig:
     """Everything a language-model run was made with; saved as ``config.json``."""
 
     preset: str = "small"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: LMTrainConfig = field(default_factory=LMTrainConfig)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -95,7 +116,7 @@ class LMConfig:
 
 def _preset(name, model: dict, train: dict, data: dict | None = None) -> LMConfig:
     return LMConfig(
-        preset=name, model=ModelConfig(**model), train=TrainConfig(**train), data=DataConfig(**(data or {}))
+        preset=name, model=ModelConfig(**model), train=LMTrainConfig(**train), data=DataConfig(**(data or {}))
     )
 
 

@@ -6,13 +6,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnkit.nn import Recurrent
-from rnnkit.nn.bigrams import embed_with_bigrams
 from rnnkit.nn.crf import CRF
+from rnnkit.nn.encoder import TokenEncoder
 from rnnkit.tasks.tag.config import TaggerModelConfig
 
 
-class Tagger(nn.Module):
+class Tagger(TokenEncoder):
     """Embedding (+ bigram embeddings) -> (bi)RNN -> per-step tag scores -> CRF (or softmax).
 
     ``forward(ids, lengths, tags, bigrams)`` is the summed loss of the batch; ``decode(ids, lengths,
@@ -24,26 +23,18 @@ class Tagger(nn.Module):
     def __init__(
         self, vocab_size: int, num_tags: int, config: TaggerModelConfig, bigram_vocab: int = 0
     ) -> None:
-        super().__init__()
+        m = config
+        super().__init__(
+            vocab_size, m.embedding_size, m.hidden_size, cell=m.cell, num_layers=m.num_layers,
+            bidirectional=m.bidirectional, dropout=m.dropout, bigram_vocab=bigram_vocab,
+            bigram_size=m.bigram_size,
+        )  # fmt: skip
         self.config = config
-        self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=0)
-        width = config.bigram_size if bigram_vocab else 0
-        self.bigram = nn.Embedding(bigram_vocab, width, padding_idx=0) if width else None
-        self.rnn = Recurrent(
-            config.embedding_size + 2 * width,
-            config.hidden_size,
-            cell=config.cell,
-            num_layers=config.num_layers,
-            bidirectional=config.bidirectional,
-            dropout=config.dropout,
-        )
-        self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.rnn.output_size, num_tags)
         self.crf = CRF(num_tags) if config.crf else None
 
     def emissions(self, ids: Tensor, lengths: Tensor, bigrams: Tensor | None = None) -> Tensor:
-        x = embed_with_bigrams(self.embedding, self.bigram, ids, bigrams, "tagger")
-        out, _ = self.rnn(self.dropout(x), lengths=lengths)
+        out, _ = self.encode(ids, lengths, bigrams, "tagger")
         return self.head(self.dropout(out)).float()  # (N, T, K)
 
     def forward(self, ids: Tensor, lengths: Tensor, tags: Tensor, bigrams: Tensor | None = None) -> Tensor:
