@@ -32,6 +32,7 @@ from rnnkit.data.batching import StreamBatcher
 from rnnkit.tasks.lm import SPEC as LM
 from rnnkit.tasks.lm import get_preset, load_lm, score_tokens
 from rnnkit.train.checkpoint import load_checkpoint
+from rnnkit.train.run import run as run_task
 
 
 def train_baseline(train_tokens, vocab_size: int, seconds: float, seed: int) -> tuple[PlainLSTM, dict]:
@@ -86,7 +87,7 @@ def main() -> None:
     config.train.sample_length = 0
     with tempfile.TemporaryDirectory() as tmp:
         run = args.out or Path(tmp) / "run"
-        summary = run(LM, config, run, force=True)
+        summary = run_task(LM, config, run, force=True)
         loaded = load_lm(run, "last")
         info = load_checkpoint(run, "last").config["corpus"]
         from rnnkit.data.corpus import EncodedCorpus

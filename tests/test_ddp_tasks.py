@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from tests.test_ddp import free_port
 
 from rnnkit.tasks import TASKS
-from rnnkit.train.run import run
+from rnnkit.train.run import train
 
 STEPS = 8
 ROWS = 4
@@ -122,8 +122,17 @@ def caption_config(folder: Path):
     return config
 
 
+def ensemble_config(folder: Path):
+    """Two members, each pre-trained as a language model first: every stage through the one runner."""
+    config = classify_config(folder)
+    config.members = 2
+    config.pretrain.steps, config.pretrain.eval_interval = 4, 2
+    return config
+
+
 CONFIGS = {
     "classify": classify_config,
+    "classify-ensemble": ensemble_config,
     "tag": tag_config,
     "forecast": forecast_config,
     "speech": speech_config,
@@ -146,7 +155,8 @@ def _rank(rank: int, world: int, port: int, name: str, config, out: str) -> None
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
-        run(TASKS[name], config, Path(out) / "run", on_step=_dumper(Path(out) / f"rank{rank}.safetensors"))
+        dump = _dumper(Path(out) / f"rank{rank}.safetensors")
+        train(TASKS[name.split("-")[0]], config, Path(out) / "run", on_step=dump)
     finally:
         dist.destroy_process_group()
 
@@ -162,10 +172,19 @@ def test_two_ranks_stay_identical_and_equal_one_process(tmp_path, name):
         assert torch.equal(rank0[key], rank1[key]), key  # DDP: the same averaged gradient everywhere
 
     fast(config.train, 2 * ROWS)  # one process, the same global batch
-    run(TASKS[name], config, tmp_path / "single", on_step=_dumper(tmp_path / "single.safetensors"))
+    train(
+        TASKS[name.split("-")[0]],
+        config,
+        tmp_path / "single",
+        on_step=_dumper(tmp_path / "single.safetensors"),
+    )
     single = load_file(tmp_path / "single.safetensors")
     assert single.keys() == rank0.keys()
     for key in single:
         torch.testing.assert_close(rank0[key], single[key], rtol=0, atol=5e-5, msg=key)
+    if name == "classify-ensemble":  # the last member's weights were dumped; rank 0 wrote the record
+        assert (tmp_path / "run" / "ensemble.json").is_file()
+        assert (tmp_path / "run" / "member-2" / "pretrain" / "ckpt-000004").is_dir()  # its pre-training
+        return
     checkpoints = sorted((tmp_path / "run").glob("ckpt-*"))
     assert checkpoints and checkpoints[-1].name == f"ckpt-{STEPS:06d}"  # rank 0 wrote the run

@@ -28,7 +28,7 @@ class Placement:
 def from_environment(device: str) -> Iterator[Placement]:
     """Join the process group torchrun describes; the device becomes ``cuda:LOCAL_RANK`` on GPUs."""
     from rnnkit.errors import UsageError
-    from rnnkit.train.trainer import resolve_device
+    from rnnkit.train.hardware import resolve_device
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -105,9 +105,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         from torch.distributed.nn.functional import all_reduce
 
         dims = [d for d in range(x.dim()) if d != 1]
-        count = x.numel() // x.shape[1]
-        local = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_tensor([float(count)])])
-        total = all_reduce(local.float())
+        xf = x.float()  # the statistics in fp32 under bf16 autocast too, as torch's batch norm keeps them
+        count = torch.tensor([float(x.numel() // x.shape[1])], device=x.device)
+        total = all_reduce(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]))
         n, channels = total[-1], x.shape[1]
         mean = total[:channels] / n
         var = (total[channels : 2 * channels] / n - mean * mean).clamp_min(0)

@@ -88,3 +88,32 @@ class WeightAverage:
         for name, param in zip(self.names, self.params, strict=True):
             if self.RAW + name in tensors:
                 param.copy_(tensors[self.RAW + name])
+
+
+def optimizer_tensors(state: dict) -> tuple[dict[str, Tensor], dict[str, dict]]:
+    """An optimizer's ``state_dict()["state"]`` as named tensors (``optim.I.KEY``, for safetensors) and
+    the scalars beside them (for JSON)."""
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, scalars
+
+
+def load_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], saved: dict, device: torch.device
+) -> None:
+    """Give ``optimizer`` back the state :func:`optimizer_tensors` saved (``saved``: the JSON part, with
+    ``scalars`` and ``param_groups``)."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value.to(device)
+    for index, values in saved.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(values)
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})

@@ -15,6 +15,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("rnnkit")
 
 
+def budget_fraction(c: TrainConfig, step: int, elapsed: float) -> float:
+    """How much of the budget is used, in [0, 1] (steps when there is a step limit, else minutes)."""
+    if c.max_steps:
+        return step / c.max_steps
+    if c.max_minutes:
+        return elapsed / (60 * c.max_minutes)
+    return 0.0
+
+
+def budget_spent(c: TrainConfig, step: int, elapsed: float) -> bool:
+    return bool((c.max_steps and step >= c.max_steps) or (c.max_minutes and elapsed >= 60 * c.max_minutes))
+
+
+def where_now(step: int, elapsed: float) -> str:
+    return f"; at step {step:,} after {elapsed / 60:.1f} minutes" if step else ""
+
+
 def describe_budget(c: TrainConfig) -> str:
     """``at most 5 minutes`` / ``at most 2,000 steps or 10 minutes, whichever comes first``."""
     parts = ([f"{c.max_steps:,} steps"] if c.max_steps else []) + (

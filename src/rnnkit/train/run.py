@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnkit.train import distributed
 from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import STAGES, has_checkpoint, load_checkpoint
 from rnnkit.train.config import TrainConfig
@@ -39,8 +40,7 @@ def placement() -> tuple[int, int]:
 
 def barrier() -> None:
     """Wait for every rank (nothing to wait for in one process)."""
-    if placement()[1] > 1:
-        torch.distributed.barrier()
+    distributed.barrier(placement()[1])
 
 
 def from_rank0(value: Any) -> Any:

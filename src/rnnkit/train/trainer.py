@@ -28,8 +28,16 @@ from rnnkit.train.config import TrainConfig
 from rnnkit.train.distributed import all_gather, barrier, gather_rows, global_batch_norm, mean_over_ranks
 from rnnkit.train.hardware import autocast, cpu_has_native_bf16, resolve_device, resolve_precision, to_device
 from rnnkit.train.metricslog import append_metrics, trim_metrics
-from rnnkit.train.optim import WeightAverage, lr_factor, make_optimizer
-from rnnkit.train.progress import HEARTBEAT_SECONDS, Bar, Heartbeat, describe_budget
+from rnnkit.train.optim import WeightAverage, load_optimizer, lr_factor, make_optimizer, optimizer_tensors
+from rnnkit.train.progress import (
+    HEARTBEAT_SECONDS,
+    Bar,
+    Heartbeat,
+    budget_fraction,
+    budget_spent,
+    describe_budget,
+    where_now,
+)  # fmt: skip
 from rnnkit.train.signals import Signals
 from rnnkit.train.task import Task
 
@@ -41,13 +49,6 @@ __all__ = [  # the helpers now in hardware, optim and progress, still importable
     "cpu_has_native_bf16", "describe_budget", "detach", "lr_factor", "make_optimizer",
     "resolve_device", "resolve_precision", "to_device",
 ]  # fmt: skip
-
-
-# -------------------------------------------------------------------------------------------------
-# helpers
-
-
-# -------------------------------------------------------------------------------------------------
 
 
 class Trainer:
@@ -112,14 +113,7 @@ class Trainer:
     def state_dict(self) -> tuple[dict[str, Tensor], dict]:
         """Resume state: tensors (optimizer, carried hidden state, RNG) and JSON (everything else)."""
         opt = self.optimizer.state_dict()
-        tensors: dict[str, Tensor] = {}
-        scalars: dict[str, dict] = {}
-        for index, state in opt["state"].items():
-            for key, value in state.items():
-                if isinstance(value, Tensor):
-                    tensors[f"optim.{index}.{key}"] = value
-                else:
-                    scalars.setdefault(str(index), {})[key] = value
+        tensors, scalars = optimizer_tensors(opt)
         tensors.update(
             gather_rows(
                 self.world_size, self.device, flatten_carry(self.carry), dim=self.task.carry_batch_dim
@@ -154,16 +148,7 @@ class Trainer:
         return tensors, meta
 
     def load_state_dict(self, tensors: dict[str, Tensor], meta: dict) -> None:
-        opt_state: dict[int, dict] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, index, name = key.split(".", 2)
-                opt_state.setdefault(int(index), {})[name] = value.to(self.device)
-        for index, values in meta["optimizer"].get("scalars", {}).items():
-            opt_state.setdefault(int(index), {}).update(values)
-        self.optimizer.load_state_dict(
-            {"state": opt_state, "param_groups": meta["optimizer"]["param_groups"]}
-        )
+        load_optimizer(self.optimizer, tensors, meta["optimizer"], self.device)
         saved_world = int(meta.get("world_size", 1))
         if saved_world != self.world_size:
             from rnnkit.errors import UsageError
@@ -264,28 +249,15 @@ class Trainer:
         ``ema``, else its own."""
         return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
-    def _progress_fraction(self) -> float:
-        c = self.config
-        if c.max_steps:
-            return self.step / c.max_steps
-        if c.max_minutes:
-            return self.elapsed / (60 * c.max_minutes)
-        return 0.0
-
     def _where_now(self) -> str:
-        if not self.step:
-            return ""
-        return f"; at step {self.step:,} after {self.elapsed / 60:.1f} minutes"
+        return where_now(self.step, self.elapsed)
 
     def _done(self) -> bool:
-        c = self.config
-        return bool(
-            (c.max_steps and self.step >= c.max_steps)
-            or (c.max_minutes and self.elapsed >= 60 * c.max_minutes)
-        )
+        return budget_spent(self.config, self.step, self.elapsed)
 
     def _set_lr(self) -> float:
-        lr = self.config.lr * self.lr_scale * lr_factor(self.config, self.step, self._progress_fraction())
+        fraction = budget_fraction(self.config, self.step, self.elapsed)
+        lr = self.config.lr * self.lr_scale * lr_factor(self.config, self.step, fraction)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -300,9 +272,8 @@ class Trainer:
         lr = self._set_lr()
         with autocast(self.device, self.precision):
             loss, carry, count = self.task.training_loss(self.wrapped, batch, self.carry)
-        (value,) = mean_over_ranks(
-            self.world_size, self.device, float(loss.detach())
-        )  # the global batch's loss, the same on every rank
+        # the global batch's loss (the same on every rank) and the ranks' mean count of units
+        value, count = mean_over_ranks(self.world_size, self.device, float(loss.detach()), float(count))
         if not math.isfinite(value):
             raise TrainingError(f"the loss became {value} at step {self.step + 1}")
         factor = self.task.explode_factor
@@ -326,7 +297,7 @@ class Trainer:
             self.average.update()
         self.carry = detach(carry)
         self.step += 1
-        self.tokens_seen += count * self.world_size
+        self.tokens_seen += round(count * self.world_size)
         return {"loss": value, "lr": lr, "grad_norm": float(norm), "tokens": count}
 
     def evaluate(self) -> dict[str, float]:
@@ -385,7 +356,7 @@ class Trainer:
                     spent, anyone = mean_over_ranks(self.world_size, self.device, spent, float(received))
                     received = anyone > 0
                 self.elapsed += spent
-                window_tokens += stats["tokens"] * self.world_size  # the global batch
+                window_tokens += round(stats["tokens"] * self.world_size)  # the global batch
                 window_time += spent
                 window_loss += stats["loss"]
                 window_steps += 1

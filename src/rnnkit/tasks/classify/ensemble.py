@@ -26,9 +26,11 @@ from rnnkit.train.checkpoint import (
     has_checkpoint,
     read_metrics,
 )
+from rnnkit.train.run import barrier, from_rank0, placement
 from rnnkit.train.run import run as run_task
 from rnnkit.train.rundir import RunFolder
 from rnnkit.train.safefiles import read_json_file
+from rnnkit.train.task import TaskSpec
 from rnnkit.train.trainer import describe_budget
 
 if TYPE_CHECKING:  # annotations only: task.py imports this module
@@ -61,16 +63,25 @@ def has_started(run_dir: Path) -> bool:
     return has_checkpoint(run_dir) or stopped_in_pretraining(run_dir)
 
 
-def train_ensemble(config: ClassifierConfig, out: Path, *, force: bool, resume: bool, progress: bool) -> dict:
-    """Train the members one after another (a resumed run goes on from the member it stopped in)."""
-    with RunFolder(out, force=force, resume=resume) as run:
-        return _train_members(config, out, run, resume=resume, progress=progress)
+def train_ensemble(
+    spec: TaskSpec,
+    config: ClassifierConfig,
+    out: Path,
+    *,
+    force: bool,
+    resume: bool,
+    progress: bool,
+    on_step=None,
+) -> dict:
+    """Train the members one after another (a resumed run goes on from the member it stopped in), each
+    through the one runner with the classifier's ``spec``; under DDP every rank trains every member and
+    rank 0 alone writes."""
+    rank = placement()[0]
+    with RunFolder(out, force=force, resume=resume, rank=rank) as run:
+        return _train_members(spec, config, out, run, resume, progress, rank, on_step)
 
 
-def _train_members(config: ClassifierConfig, out: Path, run: RunFolder, *, resume: bool, progress: bool):
-    # lazy: task.py imports this module (its SPEC trains ensembles through train_classifier)
-    from rnnkit.tasks.classify.task import SPEC, load_classifier
-
+def _train_members(spec, config, out: Path, run: RunFolder, resume: bool, progress: bool, rank: int, on_step):
     names = member_names(config.members)
     if resume:
         saved = read_ensemble(out)
@@ -79,18 +90,20 @@ def _train_members(config: ClassifierConfig, out: Path, run: RunFolder, *, resum
                 f"--resume: {out} is an ensemble of {len(saved['members'])}; members cannot change"
             )
     run.commit()
-    # written first, so that a run stopped in its first member is already resumable as an ensemble
-    record = {"format_version": FORMAT_VERSION, "task": TASK, "members": names, "config": to_dict(config)}
-    atomic_write_json(out / ENSEMBLE_FILE, record)
+    if rank == 0:  # written first, so that a run stopped in its first member is resumable as an ensemble
+        record = {"format_version": FORMAT_VERSION, "task": TASK, "members": names, "config": to_dict(config)}
+        atomic_write_json(out / ENSEMBLE_FILE, record)
     found: list[dict] = []
     for index, name in enumerate(names):
         log.info("ensemble member %d of %d (seed %d) in %s", index + 1, len(names),
                  config.train.seed + index, out / name)  # fmt: skip
         folder = out / name
-        going_on = resume and has_started(folder)
-        if resume and not going_on and folder.exists():
+        going_on = from_rank0(resume and has_started(folder))  # decided once, before rank 0 changes it
+        if rank == 0 and resume and not going_on and folder.exists():
             shutil.rmtree(folder)  # a member that crashed before its first checkpoint starts afresh
-        summary = run_task(SPEC, member_config(config, index), folder, resume=going_on, progress=progress)
+        barrier()
+        member = member_config(config, index)
+        summary = run_task(spec, member, folder, resume=going_on, progress=progress, on_step=on_step)
         if summary.get("stopped") not in (None, "done"):
             return summary
         best = max((r for r in read_metrics(folder) if "val_accuracy" in r), key=lambda r: r["val_accuracy"])
@@ -110,9 +123,9 @@ def _train_members(config: ClassifierConfig, out: Path, run: RunFolder, *, resum
         "val_accuracy": sum(m["val_accuracy"] for m in found) / len(found),
         "val_macro_f1": sum(m["val_macro_f1"] for m in found) / len(found),
     }
-    if config.data.val:  # one validation file for all: the ensemble itself can be scored on it
+    if config.data.val and rank == 0:  # one validation file for all: the ensemble can be scored on it
         d = config.data
-        result = score_file(load_classifier(out), Path(d.val), d.text_column, d.label_column, d.encoding)
+        result = score_file(spec.load(out), Path(d.val), d.text_column, d.label_column, d.encoding)
         summary |= {"ensemble_val_accuracy": result["accuracy"], "ensemble_val_macro_f1": result["macro_f1"]}
         log.info("the ensemble on %s: accuracy %.4f, macro-F1 %.4f", config.data.val, result["accuracy"],
                  result["macro_f1"])  # fmt: skip

@@ -135,7 +135,9 @@ def train_classifier(
     """What ``rnnkit classify train`` runs: one classifier through the one runner, or an ensemble (each
     member through it in turn)."""
     if config.members > 1:
-        return train_ensemble(config, Path(out), force=force, resume=resume, progress=progress)
+        return train_ensemble(
+            SPEC, config, Path(out), force=force, resume=resume, progress=progress, on_step=on_step
+        )
     return run_task(SPEC, config, out, force=force, resume=resume, progress=progress, on_step=on_step)
 
 

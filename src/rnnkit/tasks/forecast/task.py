@@ -62,7 +62,7 @@ class ForecastTask(Task):
 
     def next_batch(self):
         size = self.config.train.batch_size * self.world_size  # the global batch
-        if self.index * size >= len(self._order):
+        if self.index * size > len(self._order) - self.world_size:  # under DDP each rank needs a row
             self.epoch += 1
             self.index = 0
             self._order = self._epoch_order()

@@ -93,7 +93,3 @@ def load_sentences(config: TaggerConfig) -> tuple[Sentences, Sentences]:
     cut = max(1, int(len(order) * d.val_fraction))
     pick = lambda rows: Sentences([train.tokens[i] for i in rows], [train.tags[i] for i in rows])  # noqa: E731
     return pick(sorted(order[cut:])), pick(sorted(order[:cut]))
-
-
-def to_device(x: Tensor | None, device) -> Tensor | None:
-    return x.to(device) if x is not None else None

@@ -13,7 +13,7 @@ from rnnkit.data.buckets import BucketStream
 from rnnkit.data.table import TokenVocab, bigram_keys, choose_tokens, token_key
 from rnnkit.errors import CheckpointError
 from rnnkit.tasks.tag.config import TASK, TaggerConfig
-from rnnkit.tasks.tag.data import EncodedTags, Inputs, chunk, encode, load_sentences, sort_tags, to_device
+from rnnkit.tasks.tag.data import EncodedTags, Inputs, chunk, encode, load_sentences, sort_tags
 from rnnkit.tasks.tag.metrics import score
 from rnnkit.tasks.tag.model import Tagger
 from rnnkit.train.build import build_checked
@@ -21,6 +21,7 @@ from rnnkit.train.checkpoint import (
     load_weights,
     task_config,
 )
+from rnnkit.train.hardware import to_device
 from rnnkit.train.task import Setup, Task, TaskSpec
 
 log = logging.getLogger("rnnkit")
