@@ -318,14 +318,14 @@ def sample(
     """Generate text from a trained model, streaming it to standard output."""
     from rnnkit.generate import PoemForm, SamplingConfig, beam_search
     from rnnkit.generate import sample as sample_ids
-    from rnnkit.tasks.lm import load_lm
+    from rnnkit.tasks import load_run
     from rnnkit.train.trainer import resolve_device
 
     _setup_logging()
     if length < 0 or num_samples < 1:
         raise UsageError("--length must be 0 or more and --num-samples at least 1")
     config = SamplingConfig(temperature=0.0 if greedy else temperature, top_k=top_k, top_p=top_p)
-    loaded = load_lm(run, checkpoint, device=str(resolve_device(device)))
+    loaded = load_run(run, checkpoint, device=str(resolve_device(device)), task="lm")
     vocab = loaded.vocab
     missing = vocab.missing(prime)
     if missing:
@@ -394,11 +394,12 @@ def eval_(
 ) -> None:
     """Nats per character, bits per character and perplexity of text under a trained model."""
     from rnnkit.data.corpus import read_chunks, resolve_sources
-    from rnnkit.tasks.lm import UNKNOWN_WARNING, load_lm, score_text
+    from rnnkit.tasks import load_run
+    from rnnkit.tasks.lm import UNKNOWN_WARNING, score_text
     from rnnkit.train.trainer import resolve_device
 
     _setup_logging()
-    loaded = load_lm(run, checkpoint, device=str(resolve_device(device)))
+    loaded = load_run(run, checkpoint, device=str(resolve_device(device)), task="lm")
     rows = []
     for doc in resolve_sources([str(f) for f in files]):
         row = score_text(loaded, "".join(read_chunks(doc, encoding, errors)), doc.name)
@@ -687,10 +688,11 @@ def classify_eval(
     encoding: Annotated[str, Opt(help="Text encoding of the file.")] = "utf-8",
 ) -> None:
     """Accuracy, macro-F1 and the confusion matrix of a trained classifier on a labelled file."""
-    from rnnkit.tasks.classify import format_confusion, load_classifier, score_file
+    from rnnkit.tasks import load_run
+    from rnnkit.tasks.classify import format_confusion, score_file
 
     _setup_logging()
-    loaded = load_classifier(run, checkpoint)
+    loaded = load_run(run, checkpoint, task="classify")
     result = score_file(loaded, data, text_column, label_column, encoding)
     result |= {"labels": loaded.labels, "checkpoint": loaded.checkpoint}
     if json_:
@@ -711,10 +713,10 @@ def classify_predict(
     encoding: EncodingOpt = "utf-8",
 ) -> None:
     """Label each line of the files (or of standard input): prints label, probability and the text."""
-    from rnnkit.tasks.classify import load_classifier
+    from rnnkit.tasks import load_run
 
     _setup_logging()
-    loaded = load_classifier(run, checkpoint)
+    loaded = load_run(run, checkpoint, task="classify")
     lines = _read_lines(files, encoding)
     probs = loaded.predict(lines)
     best, at = probs.max(-1)
@@ -828,10 +830,11 @@ def tag_eval(
 ) -> None:
     """Precision, recall and F1: entity-level (seqeval) for conll, word-level (SIGHAN) for segmented."""
     from rnnkit.data.seqlabel import read_sentences
-    from rnnkit.tasks.tag import load_tagger, score
+    from rnnkit.tasks import load_run
+    from rnnkit.tasks.tag import score
 
     _setup_logging()
-    loaded = load_tagger(run, checkpoint)
+    loaded = load_run(run, checkpoint, task="tag")
     fmt = format_ or loaded.config.data.format
     sentences = read_sentences(data, fmt, encoding)
     unknown = sorted({t for s in sentences.tags for t in s} - set(loaded.tags))
@@ -862,10 +865,10 @@ def tag_predict(
 ) -> None:
     """Segment raw text into words (segmented models) or print token<TAB>tag lines (conll models)."""
     from rnnkit.data.seqlabel import tags_to_words
-    from rnnkit.tasks.tag import load_tagger
+    from rnnkit.tasks import load_run
 
     _setup_logging()
-    loaded = load_tagger(run, checkpoint)
+    loaded = load_run(run, checkpoint, task="tag")
     lines = _read_lines(files, encoding)
     chars = loaded.inputs.kind == "char"
     sentences = [[c for c in line if not c.isspace()] if chars else line.split() for line in lines]
@@ -975,13 +978,13 @@ def forecast_eval(
     checkpoint: CheckpointOpt = "best",
 ) -> None:
     """RMSE, MAE and MAPE on the test span, next to the naive and seasonal-naive forecasts; saves a plot."""
-    from rnnkit.tasks.forecast import load_forecaster
+    from rnnkit.tasks import load_run
     from rnnkit.tasks.forecast import plot as save_plot
 
     _setup_logging()
     if split not in ("test", "val"):
         raise UsageError(f"--split: expected test or val, got {split!r}")
-    loaded = load_forecaster(run, checkpoint)
+    loaded = load_run(run, checkpoint, task="forecast")
     result = loaded.evaluate(split)
     target = plot or run / f"forecast-{split}.png"
     d = loaded.config.data
@@ -1108,14 +1111,15 @@ def speech_eval(
     """Word accuracy and character error rate on the run's test split (or held-out speaker)."""
     import time
 
-    from rnnkit.tasks.speech import list_fsdd, load_speech, scores, split_fsdd
+    from rnnkit.tasks import load_run
+    from rnnkit.tasks.speech import list_fsdd, scores, split_fsdd
 
     _setup_logging()
     if split not in ("test", "val", "train"):
         raise UsageError(f"--split: expected test, val or train, got {split!r}")
     if beam < 1 or decoder not in ("attention", "ctc"):
         raise UsageError("--beam: 1 or more; --decoder: attention or ctc")
-    loaded = load_speech(run, checkpoint)
+    loaded = load_run(run, checkpoint, task="speech")
     d = loaded.config.data
     parts = split_fsdd(list_fsdd(wav_dir), d.holdout_speaker, d.val_fraction, loaded.config.train.seed)
     chosen = parts[("train", "val", "test").index(split)]
@@ -1150,12 +1154,13 @@ def speech_transcribe(
     checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Print what each recording says (one line per file; with several files, NAME<TAB>TEXT)."""
-    from rnnkit.tasks.speech import load_speech, plot_attention
+    from rnnkit.tasks import load_run
+    from rnnkit.tasks.speech import plot_attention
 
     _setup_logging()
     if beam < 1 or decoder not in ("attention", "ctc"):
         raise UsageError("--beam: 1 or more; --decoder: attention or ctc")
-    loaded = load_speech(run, checkpoint)
+    loaded = load_run(run, checkpoint, task="speech")
     texts = loaded.transcribe(files, beam=beam, decoder=decoder)
     for path, text in zip(files, texts, strict=True):
         print(text if len(files) == 1 else f"{path}\t{text}")
@@ -1279,11 +1284,12 @@ def caption_eval(
     import time
 
     from rnnkit.tasks import caption as cap
+    from rnnkit.tasks import load_run
 
     _setup_logging()
     if split not in ("test", "val") or beam < 1:
         raise UsageError("--split: test or val; --beam: 1 or more")
-    loaded = cap.load_captioner(run, checkpoint, backbone=backbone)
+    loaded = load_run(run, checkpoint, task="caption", backbone=backbone)
     config = loaded.config
     config.data.images, config.data.captions = str(images), str(captions)
     found, train_names, val_names, test_names = cap.prepare(config)
@@ -1336,12 +1342,12 @@ def caption_predict(
     backbone: TrustBackboneOpt = "",
 ) -> None:
     """Print one caption per picture (with several pictures, NAME<TAB>CAPTION)."""
-    from rnnkit.tasks.caption import load_captioner
+    from rnnkit.tasks import load_run
 
     _setup_logging()
     if beam < 1:
         raise UsageError("--beam: 1 or more")
-    loaded = load_captioner(run, checkpoint, backbone=backbone)
+    loaded = load_run(run, checkpoint, task="caption", backbone=backbone)
     for path, text in zip(files, loaded.describe(files, beam), strict=True):
         print(text if len(files) == 1 else f"{path}\t{text}")
 
@@ -1420,12 +1426,12 @@ def inspect(
     """Write a self-contained HTML page: each hidden unit's activation as colour over a text."""
     from rnnkit.data.files import read_text_file
     from rnnkit.serve.report import write_report
-    from rnnkit.tasks.lm import load_lm
+    from rnnkit.tasks import load_run
 
     _setup_logging()
     if not 2 <= max_chars <= 100_000:
         raise UsageError(f"--max-chars: expected 2..100000, got {max_chars}")
-    loaded = load_lm(run, checkpoint)
+    loaded = load_run(run, checkpoint, task="lm")
     text = read_text_file(file, encoding)[:max_chars]
     if len(text) < 2:
         raise DataError(f"{file}: needs at least two characters")

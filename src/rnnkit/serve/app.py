@@ -123,8 +123,8 @@ def parse_run(spec: str) -> tuple[str, Path]:
 
 
 def load_models(config: ServeConfig) -> dict[str, Served]:
-    from rnnkit.tasks.lm import load_lm
-    from rnnkit.train.trainer import resolve_device
+    from rnnkit.tasks import load_run
+    from rnnkit.train.hardware import resolve_device
 
     if not config.runs:
         raise UsageError("give at least one run folder to serve")
@@ -134,7 +134,7 @@ def load_models(config: ServeConfig) -> dict[str, Served]:
         name, path = parse_run(spec)
         if name in models:
             raise UsageError(f"two runs are named {name!r}: name them apart with NAME=PATH")
-        loaded = load_lm(path, config.checkpoint, device=device)
+        loaded = load_run(path, config.checkpoint, device=device, task="lm")  # the server writes text
         m = loaded.config.model
         info = {
             "name": name,

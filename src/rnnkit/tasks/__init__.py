@@ -67,11 +67,16 @@ def task_of(run_dir: Path, which: str = "best") -> str:
     return name
 
 
-def load_run(run_dir: Path, which: str = "best", device: str = "cpu") -> Any:
+def load_run(
+    run_dir: Path, which: str = "best", device: str = "cpu", *, task: str | None = None, **options: Any
+) -> Any:
     """The loaded model of any trained run: ``LoadedLM``, ``LoadedClassifier`` (or ``LoadedEnsemble``),
     ``LoadedTagger``, ``LoadedForecaster``, ``LoadedSpeech`` or ``LoadedCaptioner``, whichever task the
-    run folder holds. A run folder from someone else is read as docs/reliability.md says."""
-    return TASKS[task_of(run_dir, which)].load(Path(run_dir), which, device=device)
+    run folder holds (``task``: the one it must hold, else a one-line checkpoint error; ``options``: the
+    task's own, such as the captioner's ``backbone``). A run folder from someone else is read as
+    docs/reliability.md says. The command line and the server load every run through here."""
+    name = task if task is not None else task_of(run_dir, which)
+    return TASKS[name].load(Path(run_dir), which, device=device, **options)
 
 
 __all__ = ["TASKS", "TaskSpec", "load_run", "register", "task_of"]
