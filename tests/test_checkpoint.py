@@ -126,3 +126,18 @@ def test_atomic_write_replaces_whole_file(tmp_path):
 def test_wrapper_prefixes_are_stripped():
     state = {"_orig_mod.rnn.weight": torch.ones(1), "module.head.bias": torch.zeros(1)}
     assert sorted(normalise_keys(state)) == ["head.bias", "rnn.weight"]
+
+
+def test_a_new_runs_corpus_is_read_from_the_run_folder_once_committed(tmp_path):
+    """The corpus is encoded into a staging folder and moved into the run folder at commit; the task
+    then reads it from there (the staging folder is gone)."""
+    source = text_corpus(tmp_path / "t.txt", 8_000)
+    seen = []
+
+    def look(trainer):
+        corpus = trainer.task.corpus
+        seen.append((corpus.folder, len(corpus.tokens("val"))))
+
+    run_task(LM, tiny_config(source, max_steps=2, eval_interval=2), tmp_path / "run", on_step=look)
+    assert seen and all(folder == tmp_path / "run" / "data" for folder, _ in seen)
+    assert seen[-1][1] > 0 and not list(tmp_path.glob(".run.staging-*"))

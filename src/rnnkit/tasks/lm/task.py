@@ -219,6 +219,7 @@ def prepare_task(config: LMConfig, setup: Setup) -> LMTask:
             info = json.loads((data / "corpus.json").read_text(encoding="utf-8"))
             corpus = EncodedCorpus.load(data, Vocabulary.from_dict(info["vocab"]), info)
     task = LMTask(config, corpus, rank=setup.rank, world_size=setup.world_size, sample_seed=config.train.seed)
+    corpus.folder = out / "data"  # a staged corpus's token files move there when the run commits
     if setup.resumed is None:
         log.info("preset %s, with your flags: %s", config.preset, describe_preset(config))
     return task
