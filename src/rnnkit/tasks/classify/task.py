@@ -163,7 +163,6 @@ def prepare_task(config: ClassifierConfig, setup: Setup) -> ClassifyTask:
     train = encode_rows(train_table, inputs, labels, d.train)
     val = encode_rows(val_table, inputs, labels, d.val or d.train)
     task = ClassifyTask(config, train, val, inputs, labels, world_size=setup.world_size)
-    task.rank, task.world_size = setup.rank, setup.world_size
     log.info(
         "data: %s training and %s validation rows, %d labels (%s), %s tokens, vocabulary of %s%s",
         f"{len(train.ids):,}",
