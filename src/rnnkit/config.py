@@ -106,6 +106,25 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
         raise UsageError(str(exc)) from None
 
 
+def apply(config: T, values: dict[str, Any]) -> T:
+    """Return a new config with typed values at dotted keys (``{"train.lr": 3e-3}``), checked like
+    :func:`from_dict`; ``None`` values are skipped (a flag that was not given)."""
+    data = to_dict(config)
+    for key, value in values.items():
+        if value is None:
+            continue
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise UsageError(f"unknown config key {key!r}")
+            node = node[part]
+        if leaf not in node:
+            raise UsageError(f"unknown config key {key!r}")
+        node[leaf] = value
+    return from_dict(type(config), data)
+
+
 def override(config: T, assignments: list[str]) -> T:
     """Apply ``key=value`` strings with dotted keys (``train.lr=3e-3``) and return a new config.
 

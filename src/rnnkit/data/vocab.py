@@ -16,6 +16,13 @@ UNK = "\ufffd"  # how the unknown token prints: U+FFFD REPLACEMENT CHARACTER
 MAX_CODE_POINT = 0x110000
 KINDS = ("char", "byte")
 
+PAD_ID = 0
+START_ID = 1
+END_ID = 2
+"""The named special ids of the sequence-to-sequence tables (caption words, speech characters):
+``<pad>`` (also CTC's blank) 0, ``<start>`` 1, ``<end>`` 2. Decoders take them from here, never as bare
+numbers."""
+
 
 def code_points(text: str) -> np.ndarray:
     """The code points of ``text``: ``uint8`` for ASCII text (one byte a character), else ``uint32``."""
