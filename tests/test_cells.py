@@ -88,3 +88,27 @@ def test_bad_sizes(bad):
 def test_bad_input_rank():
     with pytest.raises(ValueError, match="input"):
         GRUCell(3, 4)(torch.randn(2, 5, 3))
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_step_ends_in_update_which_leaves_its_inputs_alone(name, monkeypatch):
+    """``update`` holds the gate equations that the cells, the unrolled backend and the stepper share; it
+    writes nothing in place, so autograd can differentiate through it."""
+    cell = CELLS[name](3, 4)
+    state = LSTMState(torch.randn(2, 4), torch.randn(2, 4)) if name == "lstm" else torch.randn(2, 4)
+    update, calls = CELLS[name].update, []
+
+    def spy(*args):
+        copies = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+        result = update(*args)
+        for a, b in zip(args, copies, strict=True):
+            assert not isinstance(a, torch.Tensor) or torch.equal(a, b)
+        calls.append(args)
+        return result
+
+    monkeypatch.setattr(CELLS[name], "update", staticmethod(spy))
+    x = torch.randn(2, 3, requires_grad=True)
+    out = cell(x, state)
+    assert len(calls) == 1
+    (out.h if name == "lstm" else out).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -247,3 +247,60 @@ def test_bad_forward_arguments_name_the_argument(call, name):
 def test_repr_names_the_configuration():
     text = repr(Recurrent(3, 4, cell="gru", num_layers=2, bidirectional=True, dropout=0.1))
     assert "cell='gru'" in text and "num_layers=2" in text and "bidirectional=True" in text
+
+
+KERNELS = {"rnn": "aten::rnn_tanh", "lstm": "aten::lstm", "gru": "aten::gru"}
+
+
+def top_level_ops(layer, x, lengths):
+    """The names of the ops one forward pass dispatches from Python (ops inside a kernel not counted)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        layer(x, lengths)
+    return [event.name for event in prof.events() if event.cpu_parent is None]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_fused_backend_is_one_call_of_torchs_fused_kernel(cell, padded):
+    """The fused backend is torch's whole-sequence kernel, not a loop over time in Python."""
+    layer = Recurrent(3, 4, cell=cell, num_layers=2, bidirectional=True)
+    x = torch.randn(2, 12, 3)
+    lengths = torch.tensor([12, 5]) if padded else None
+    math = {"aten::linear", "aten::addmm", "aten::sigmoid", "aten::tanh", "aten::add", "aten::lerp"}
+    ops = top_level_ops(layer, x, lengths)
+    assert ops.count(KERNELS[cell]) == 1, ops
+    assert not math & set(ops), ops
+    layer.backend = "unrolled"  # what the test tells apart: a loop over time runs the cell's math itself
+    ops = top_level_ops(layer, x, lengths)
+    assert KERNELS[cell] not in ops and ops.count("aten::linear") > 12  # a hidden projection a step
+
+
+def test_fused_backend_runs_on_the_parameters_the_layer_has_now():
+    """Weights replaced by a loaded state dict (assign=True), given for one call by torch.func, or those of a
+    deep copy: the fused kernel reads the layer's own parameters of the moment, never a stale copy."""
+    import copy
+
+    layer = Recurrent(3, 4, cell="lstm", num_layers=2, bidirectional=True)
+    theirs = torch_twin(layer)
+    assert len(list(layer.parameters())) == len(list(theirs.parameters()))  # nothing registered twice
+    x = torch.randn(2, 5, 3)
+    close(layer(x)[0], theirs(x)[0])
+
+    other = {k: torch.randn_like(v) for k, v in layer.state_dict().items()}
+    theirs.load_state_dict(other)
+    expected = theirs(x)[0]
+    before = layer(x)[0]
+    close(torch.func.functional_call(layer, other, (x,))[0], expected)
+    close(layer(x)[0], before)  # its own weights again after the call
+
+    twin = copy.deepcopy(layer)
+    layer.load_state_dict(other, assign=True)  # new Parameter objects
+    assert layer.weight_hh_l1_reverse is not twin.weight_hh_l1_reverse
+    close(layer(x)[0], expected)
+    close(twin(x)[0], before)  # the copy keeps the weights it was copied with
+    with torch.no_grad():
+        twin.weight_ih_l0.zero_()
+    close(layer(x)[0], expected)  # and changing the copy leaves the original alone
+    assert not torch.allclose(twin(x)[0], before)

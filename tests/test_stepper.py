@@ -82,3 +82,26 @@ def test_training_mode_and_gradients_take_the_plain_path():
         from rnnkit.nn import Recurrent
 
         Stepper(m.embedding, Recurrent(16, 8, bidirectional=True), m.head)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_stepper_takes_its_gate_equations_from_the_cell(cell, monkeypatch):
+    """The gates are written once, in the cells: the stepper computes the pre-activations its own fast way
+    and hands them to the cell's ``update``, one call per layer."""
+    from rnnkit.nn import CELLS
+
+    m = model(cell, 3)
+    stepper = Stepper(m.embedding, m.rnn, m.head)
+    update, calls = CELLS[cell].update, []
+
+    def spy(*args):
+        calls.append(args)
+        return update(*args)
+
+    monkeypatch.setattr(CELLS[cell], "update", staticmethod(spy))
+    ids = torch.tensor([1, 2, 3])
+    logits, _ = stepper.step(ids)
+    assert len(calls) == 3
+    with torch.no_grad():
+        expected, _ = m(ids[:, None])
+    torch.testing.assert_close(logits, expected[:, 0], rtol=1e-5, atol=1e-5)

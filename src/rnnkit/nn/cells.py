@@ -1,9 +1,11 @@
 """Recurrent cells: one time step of a vanilla RNN, an LSTM and a GRU.
 
-Each cell is defined once, as a pure ``step`` function over precomputed input projections. The
-user-facing ``nn.Module`` cells below and every backend of :class:`rnnkit.nn.Recurrent` call the same
-function, so the gate order (PyTorch's: ``i, f, g, o`` for the LSTM and ``r, z, n`` for the GRU) lives
-in exactly one place: the ``step`` methods of this module.
+Each cell is defined once. Its ``update`` maps the pre-activations (the input and hidden projections)
+and the old state to the new state: the gate equations and the gate order (PyTorch's: ``i, f, g, o``
+for the LSTM and ``r, z, n`` for the GRU) live there and nowhere else. Its ``step`` adds the hidden
+projection to a precomputed input projection and calls ``update``. The user-facing ``nn.Module`` cells
+below, the unrolled backend of :class:`rnnkit.nn.Recurrent` and :class:`rnnkit.nn.Stepper` (which
+computes the projections its own faster way) all end in the same ``update``.
 
 References:
     - J. Elman, "Finding structure in time", Cognitive Science 14, 1990 (the vanilla RNN).
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -42,15 +44,17 @@ StepFunction = Callable[[Tensor, State, Tensor, "Tensor | None"], State]
 class CellBase(nn.Module):
     """Shared parameters, initialisation and validation of every cell.
 
-    Subclasses differ only in ``num_chunks`` (how many gate blocks are stacked in each weight) and in
-    their :meth:`step`. Parameter names and shapes are those of ``torch.nn.RNNCell``/``LSTMCell``/
+    Subclasses differ only in ``num_chunks`` (how many gate blocks are stacked in each weight), in the
+    ``torch.nn`` layer that fuses them, and in their gate equations (``update``, and the :meth:`step`
+    that feeds it). Parameter names and shapes are those of ``torch.nn.RNNCell``/``LSTMCell``/
     ``GRUCell``: ``weight_ih`` ``(G*H, H_in)``, ``weight_hh`` ``(G*H, H)``, ``bias_ih`` and ``bias_hh``
     ``(G*H,)``, with ``G = num_chunks``.
     """
 
     num_chunks: ClassVar[int]
-    #: The name of the matching ``torch._VF`` kernel family, used by the fused backend.
-    torch_mode: ClassVar[str]
+    #: The ``torch.nn`` layer that runs this cell over whole sequences in one fused kernel (cuDNN on
+    #: NVIDIA GPUs, oneDNN or ATen on CPU); the fused backend runs it on :class:`Recurrent`'s parameters.
+    torch_layer: ClassVar[Callable[..., nn.RNNBase]]
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
@@ -89,9 +93,9 @@ class CellBase(nn.Module):
         return cls.step
 
     @classmethod
-    def fused_mode(cls, nonlinearity: str = "tanh") -> str:
-        """The name of the ``torch._VF`` kernel that computes this cell over a whole sequence."""
-        return cls.torch_mode
+    def fused_options(cls, nonlinearity: str = "tanh") -> dict[str, str]:
+        """Keyword arguments of :attr:`torch_layer` beyond its sizes; only the vanilla RNN has one."""
+        return {}
 
     @classmethod
     def zero_state(cls, batch: int, hidden_size: int, like: Tensor) -> State:
@@ -143,7 +147,7 @@ class RNNCell(CellBase):
     """
 
     num_chunks = 1
-    torch_mode = "rnn_tanh"
+    torch_layer = nn.RNN
     nonlinearity: str
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh"):
@@ -156,20 +160,28 @@ class RNNCell(CellBase):
         return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
 
     @staticmethod
+    def update(pre: Tensor, nonlinearity: str = "tanh") -> Tensor:
+        """The new state :math:`s_t = f(p)` from the pre-activation :math:`p = U x_t + W s_{t-1} + b`,
+        ``(N, H)``."""
+        return torch.relu(pre) if nonlinearity == "relu" else torch.tanh(pre)
+
+    @staticmethod
     def step(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
-        return torch.tanh(gi + F.linear(state, weight_hh, bias_hh))
+        h = cast(Tensor, state)  # the vanilla RNN's state is one tensor
+        return RNNCell.update(gi + F.linear(h, weight_hh, bias_hh))
 
     @staticmethod
     def step_relu(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
-        return torch.relu(gi + F.linear(state, weight_hh, bias_hh))
+        h = cast(Tensor, state)
+        return RNNCell.update(gi + F.linear(h, weight_hh, bias_hh), "relu")
 
     @classmethod
     def step_function(cls, nonlinearity: str = "tanh") -> StepFunction:
         return cls.step_relu if nonlinearity == "relu" else cls.step
 
     @classmethod
-    def fused_mode(cls, nonlinearity: str = "tanh") -> str:
-        return f"rnn_{nonlinearity}"
+    def fused_options(cls, nonlinearity: str = "tanh") -> dict[str, str]:
+        return {"nonlinearity": nonlinearity}
 
 
 class LSTMCell(CellBase):
@@ -207,7 +219,7 @@ class LSTMCell(CellBase):
     """
 
     num_chunks = 4
-    torch_mode = "lstm"
+    torch_layer = nn.LSTM
 
     @classmethod
     def zero_state(cls, batch: int, hidden_size: int, like: Tensor) -> LSTMState:
@@ -215,13 +227,23 @@ class LSTMCell(CellBase):
         return LSTMState(zeros, zeros)
 
     @staticmethod
+    def update(gates: Tensor, c: Tensor) -> LSTMState:
+        """The new state :math:`(h_t, c_t)` from the pre-activations of all four gates, ``gates``
+        ``(N, 4H)`` (the sum of both projections and both biases, blocks in the order i, f, g, o), and
+        the old memory cell :math:`c_{t-1}` ``(N, H)``."""
+        size = c.shape[-1]
+        i_f = torch.sigmoid(gates[:, : 2 * size])  # i and f are adjacent: one call
+        i, f = i_f[:, :size], i_f[:, size:]  # (slices: chunk() costs twice as much in a step's few µs)
+        g = torch.tanh(gates[:, 2 * size : 3 * size])
+        o = torch.sigmoid(gates[:, 3 * size :])
+        # f * c + i * g; in place only on tensors made here that no backward reads
+        c = (f * c).addcmul_(i, g)
+        return LSTMState(o * torch.tanh(c), c)
+
+    @staticmethod
     def step(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> LSTMState:
         h, c = state
-        gates = gi + F.linear(h, weight_hh, bias_hh)  # (N, 4H)
-        i, f, g, o = gates.chunk(4, dim=1)  # each (N, H)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return LSTMState(h, c)
+        return LSTMCell.update(gi + F.linear(h, weight_hh, bias_hh), c)  # gates (N, 4H)
 
 
 class GRUCell(CellBase):
@@ -258,18 +280,24 @@ class GRUCell(CellBase):
     """
 
     num_chunks = 3
-    torch_mode = "gru"
+    torch_layer = nn.GRU
+
+    @staticmethod
+    def update(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+        """The new state :math:`h_t` from the input projection ``gi`` :math:`= W_i x_t + b_i` and the
+        hidden projection ``gh`` :math:`= W_h h_{t-1} + b_h`, each ``(N, 3H)`` (blocks r, z, n; they
+        stay apart because the reset gate scales only the hidden part of n), and :math:`h_{t-1}`."""
+        size = h.shape[-1]
+        # in place only on tensors made here that no backward reads
+        rz = (gi[:, : 2 * size] + gh[:, : 2 * size]).sigmoid_()
+        r, z = rz[:, :size], rz[:, size:]  # each (N, H)
+        n = torch.addcmul(gi[:, 2 * size :], r, gh[:, 2 * size :]).tanh_()
+        return torch.lerp(n, h, z)  # (1 - z) * n + z * h
 
     @staticmethod
     def step(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
-        h = state
-        gh = F.linear(h, weight_hh, bias_hh)  # (N, 3H)
-        i_r, i_z, i_n = gi.chunk(3, dim=1)
-        h_r, h_z, h_n = gh.chunk(3, dim=1)
-        r = torch.sigmoid(i_r + h_r)
-        z = torch.sigmoid(i_z + h_z)
-        n = torch.tanh(i_n + r * h_n)
-        return n + z * (h - n)  # = (1 - z) * n + z * h
+        h = cast(Tensor, state)  # the GRU's state is one tensor
+        return GRUCell.update(gi, F.linear(h, weight_hh, bias_hh), h)  # gh (N, 3H)
 
 
 #: The cell registry: ``Recurrent(cell=name)`` looks names up here.

@@ -4,8 +4,9 @@ A stack of ``num_layers`` layers of one cell kind (vanilla RNN, LSTM or GRU), ea
 bidirectional, batch-first, exact on padded batches. Two backends compute the same function on the
 same parameters:
 
-- ``"fused"`` calls PyTorch's fused kernels (cuDNN on NVIDIA GPUs, oneDNN or ATen on CPU), the fastest
-  path for training;
+- ``"fused"`` runs PyTorch's own ``nn.LSTM``/``nn.GRU``/``nn.RNN`` on this layer's parameters, and
+  through it the fused kernels (cuDNN on NVIDIA GPUs, oneDNN or ATen on CPU), the fastest path for
+  training;
 - ``"unrolled"`` is an explicit Python loop over time that calls the cell's ``step`` (see
   :mod:`rnnkit.nn.cells`). It is slower, but every intermediate state is an ordinary tensor in the
   autograd graph, which :meth:`Recurrent.unroll` hands back for inspection and gradient studies.
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import operator
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
-from torch import _VF, Tensor, nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -189,7 +191,6 @@ class Recurrent(nn.Module):
         self.nonlinearity = nonlinearity
         self.bias = bias
         self._step = self.cell_type.step_function(nonlinearity)
-        self._fused = getattr(_VF, self.cell_type.fused_mode(nonlinearity))
 
         gates = self.cell_type.num_chunks * hidden_size
         self._flat_weight_names: list[str] = []
@@ -197,13 +198,26 @@ class Recurrent(nn.Module):
             layer_input = input_size if layer == 0 else hidden_size * self.num_directions
             for direction in range(self.num_directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = {"weight_ih": (gates, layer_input), "weight_hh": (gates, hidden_size)}
+                shapes: dict[str, tuple[int, ...]] = {
+                    "weight_ih": (gates, layer_input),
+                    "weight_hh": (gates, hidden_size),
+                }
                 if bias:
                     shapes |= {"bias_ih": (gates,), "bias_hh": (gates,)}
                 for kind, shape in shapes.items():
                     self.register_parameter(kind + suffix, nn.Parameter(torch.empty(shape)))
                     self._flat_weight_names.append(kind + suffix)
         self.reset_parameters()
+        self._twin_made: _TorchTwin | None = None
+
+    @property
+    def _twin(self) -> _TorchTwin:
+        """The torch layer that runs the fused kernels, made at first use: building it registers its
+        own (meta) parameters, which a model's size check, counting registrations while the model is
+        built, would otherwise count as this layer's."""
+        if self._twin_made is None:
+            self._twin_made = _TorchTwin(self)
+        return self._twin_made
 
     def reset_parameters(self) -> None:
         reset_uniform(self, self.hidden_size)
@@ -232,9 +246,6 @@ class Recurrent(nn.Module):
     def output_size(self) -> int:
         """Features per step of ``output``: ``D * hidden_size``."""
         return self.num_directions * self.hidden_size
-
-    def _flat_weights(self) -> list[Tensor]:
-        return [getattr(self, name) for name in self._flat_weight_names]
 
     def _layer_weights(
         self, layer: int, direction: int
@@ -310,29 +321,20 @@ class Recurrent(nn.Module):
 
     def _forward_fused(self, input: Tensor, lengths: Tensor | None, state: State):
         hx = tuple(state) if self.is_lstm else state
-        flat = self._flat_weights()
-        args = (flat, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
         if lengths is None:
             _count_shape("padded", input)
-            result = self._fused(input, hx, *args, True)  # batch_first=True
-            output, hidden = result[0], result[1:]
+            output, hidden = self._twin(self, input, hx)
         else:
-            packed = pack_padded_sequence(input, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            order, unorder = packed.sorted_indices, packed.unsorted_indices
-            if self.is_lstm:
-                hx = tuple(part.index_select(1, order) for part in hx)
-            else:
-                hx = hx.index_select(1, order)
-            data = packed.data
-            with _packed_precision(data) as exact:
+            with _packed_precision(input) as exact:
                 if exact:  # see _packed_precision: the packed kernel in fp32 under CPU bf16 autocast
-                    data, hx = data.float(), (tuple(h.float() for h in hx) if self.is_lstm else hx.float())
-                _count_shape("packed", data, packed.batch_sizes)
-                result = self._fused(data, packed.batch_sizes, hx, *args)
-            out_packed = PackedSequence(result[0], packed.batch_sizes, order, unorder)
+                    input = input.float()
+                    hx = tuple(h.float() for h in hx) if isinstance(hx, tuple) else hx.float()
+                # the twin sorts the batch by length (and the state with it) and restores the order after
+                packed = pack_padded_sequence(input, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                _count_shape("packed", packed.data, packed.batch_sizes)
+                out_packed, hidden = self._twin(self, packed, hx)
             output, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=input.shape[1])
-            hidden = tuple(part.index_select(1, unorder) for part in result[1:])
-        return output, (LSTMState(*hidden) if self.is_lstm else hidden[0])
+        return output, (LSTMState(*hidden) if self.is_lstm else hidden)
 
     def _forward_unrolled(self, input: Tensor, lengths: Tensor | None, state: State, keep_steps: bool):
         _batch, steps, _ = input.shape
@@ -348,7 +350,11 @@ class Recurrent(nn.Module):
             outputs, layer_trace = [], []
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
-                s = LSTMState(state.h[index], state.c[index]) if self.is_lstm else state[index]
+                s = (
+                    LSTMState(state.h[index], state.c[index])
+                    if isinstance(state, LSTMState)
+                    else state[index]
+                )
                 w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer, direction)
                 gi = F.linear(layer_input, w_ih, b_ih)  # (N, T, G*H): one matmul for every step
                 ys: list[Tensor] = [input] * steps  # placeholders, all overwritten below
@@ -357,11 +363,11 @@ class Recurrent(nn.Module):
                     new = self._step(gi[:, t], s, w_hh, b_hh)
                     if mask is None:
                         s = new
-                        ys[t] = new.h if self.is_lstm else new
+                        ys[t] = _output(new)
                     else:
                         m = mask[t]
                         s = _where(m, new, s)
-                        h = s.h if self.is_lstm else s
+                        h = _output(s)
                         ys[t] = torch.where(m, h, torch.zeros_like(h))
                     kept[t] = s
                 outputs.append(torch.stack(ys, dim=1))  # (N, T, H)
@@ -371,10 +377,9 @@ class Recurrent(nn.Module):
             layer_output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)  # (N, T, D*H)
             last = layer == self.num_layers - 1
             layer_input = layer_output if last else F.dropout(layer_output, self.dropout, self.training)
-        if self.is_lstm:
-            final = LSTMState(torch.stack([f.h for f in finals]), torch.stack([f.c for f in finals]))
-        else:
-            final = torch.stack(finals)  # (L*D, N, H)
+        # one (L*D, N, H) tensor per part of the state: h and c for the LSTM, the state itself otherwise
+        stacked = [torch.stack(part) for part in zip(*(_parts(f) for f in finals), strict=True)]
+        final = LSTMState(*stacked) if self.is_lstm else stacked[0]
         return layer_input, final, trace if keep_steps else []
 
     # ----------------------------------------------------------------------------------------------
@@ -386,34 +391,82 @@ class Recurrent(nn.Module):
         return result
 
     def flatten_parameters(self) -> None:
-        """Lay the weights out in one contiguous cuDNN buffer. A no-op except on a CUDA device."""
-        flat = self._flat_weights()
-        first = flat[0]
-        if not first.is_cuda or not torch.backends.cudnn.is_acceptable(first):
-            return
-        if any(w.dtype != first.dtype or not w.is_cuda for w in flat):
-            return
-        if not torch._use_cudnn_rnn_flatten_weight():
-            return
-        from torch.backends.cudnn import rnn as cudnn_rnn
+        """Lay the weights out in one contiguous cuDNN buffer (``torch.nn.RNNBase.flatten_parameters`` on
+        these parameters). A no-op except on a CUDA device."""
+        self._twin.flatten(self)
 
-        mode = {"lstm": "LSTM", "gru": "GRU"}.get(self.cell, f"RNN_{self.nonlinearity.upper()}")
-        with torch.cuda.device_of(first), torch.no_grad():
-            torch._cudnn_rnn_flatten_weight(
-                flat,
-                4 if self.bias else 2,
-                self.input_size,
-                cudnn_rnn.get_cudnn_mode(mode),
-                self.hidden_size,
-                0,  # proj_size
-                self.num_layers,
-                True,  # batch_first
-                self.bidirectional,
-            )
+
+class _TorchTwin:
+    """PyTorch's own ``nn.LSTM``/``nn.GRU``/``nn.RNN``, configured as a :class:`Recurrent` and holding that
+    Recurrent's parameters: its ``forward`` is PyTorch's public way into the fused kernels, and its
+    ``flatten_parameters`` into cuDNN's weight layout.
+
+    The torch layer is built on the meta device (its own initial weights take no memory) and then given
+    the Recurrent's ``nn.Parameter`` objects themselves, so training, optimizer steps, loading and device
+    moves act on both at once with no copy. This holder is no ``nn.Module``, so the torch layer stays out
+    of the Recurrent's module tree: it adds nothing to ``parameters()``, ``state_dict()`` or ``repr``,
+    and ``.to()`` moves the parameters once. Between calls nothing changes, so threads may share it.
+    """
+
+    def __init__(self, owner: Recurrent) -> None:
+        cell = owner.cell_type
+        self.names = list(owner._flat_weight_names)
+        self.layer = cell.torch_layer(
+            owner.input_size,
+            owner.hidden_size,
+            num_layers=owner.num_layers,
+            bias=owner.bias,
+            batch_first=True,
+            bidirectional=owner.bidirectional,
+            device="meta",
+            **cell.fused_options(owner.nonlinearity),
+        )
+        self.held: list[Tensor] = []  # the parameters the torch layer holds, in the order of names
+        self._hold(owner)
+
+    def __call__(self, owner: Recurrent, input: Tensor | PackedSequence, hx):
+        """``owner``'s layer on ``input``: torch's ``(output, hidden)``, dropout and mode as ``owner``'s."""
+        layer = self.layer
+        if layer.training != owner.training or layer.dropout != owner.dropout:  # a module's setattr is slow
+            layer.training, layer.dropout = owner.training, owner.dropout
+        if self._hold(owner):
+            return layer(input, hx)
+        # weights computed on the fly (a parametrisation, or torch.func.functional_call on the Recurrent)
+        # are plain tensors, which a module holds only for the length of one functional call
+        weights = {name: getattr(owner, name) for name in self.names}
+        return torch.func.functional_call(layer, weights, (input, hx))
+
+    def flatten(self, owner: Recurrent) -> None:
+        if self._hold(owner):
+            self.layer.flatten_parameters()
+
+    def _hold(self, owner: Recurrent) -> bool:
+        """Make ``owner``'s parameters the torch layer's (once: after that they already are, unless a
+        loaded state dict replaced them); ``False`` if one of its weights is no ``nn.Parameter``."""
+        weights = [getattr(owner, name) for name in self.names]
+        if len(weights) == len(self.held) and all(map(operator.is_, weights, self.held)):
+            return True
+        if not all(isinstance(weight, nn.Parameter) for weight in weights):
+            return False
+        for name, weight in zip(self.names, weights, strict=True):
+            setattr(self.layer, name, weight)
+        self.held = weights
+        return True
 
 
 def _where(mask: Tensor, new: State, old: State) -> State:
     """Take ``new`` where ``mask`` is true, ``old`` elsewhere; works on tensors and LSTM states."""
-    if isinstance(new, LSTMState):
+    if isinstance(new, LSTMState) and isinstance(old, LSTMState):
         return LSTMState(torch.where(mask, new.h, old.h), torch.where(mask, new.c, old.c))
+    assert isinstance(new, Tensor) and isinstance(old, Tensor)
     return torch.where(mask, new, old)
+
+
+def _parts(state: State) -> tuple[Tensor, ...]:
+    """The tensors of a state: ``(h, c)`` for the LSTM, ``(state,)`` otherwise."""
+    return tuple(state) if isinstance(state, LSTMState) else (state,)
+
+
+def _output(state: State) -> Tensor:
+    """What a cell outputs from its state: :math:`h` of the LSTM's :math:`(h, c)`, the state otherwise."""
+    return state.h if isinstance(state, LSTMState) else state

@@ -8,8 +8,10 @@ The stepper folds what can be folded once, when it is built:
 - layer 0's input projection is precomputed for every token, :math:`T = E W_{ih}^\top + b_{ih}
   (+ b_{hh})`, so the embedding and the input matmul become one row lookup (``T[ids]``);
 - for the LSTM and the vanilla RNN, the upper layers' two matrices are joined,
-  :math:`[W_{ih}\; W_{hh}]`, so each layer is one ``addmm`` on ``[x; h]``;
-- the gate nonlinearities run in place on the gate buffer.
+  :math:`[W_{ih}\; W_{hh}]`, so each layer is one ``addmm`` on ``[x; h]``.
+
+From the pre-activations on, each layer is the cell's own ``update`` (:mod:`rnnkit.nn.cells`): the gate
+equations are not written again here.
 
 It computes the same function as the model, to float rounding, and the tests check that sampling
 through it yields exactly the tokens of the plain path for a fixed seed. Unidirectional models only
@@ -22,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnkit.nn.cells import LSTMState, State
+from rnnkit.nn.cells import GRUCell, LSTMCell, LSTMState, RNNCell, State
 from rnnkit.nn.recurrent import Recurrent
 
 
@@ -84,48 +86,31 @@ class Stepper:
             h = hs[layer]
             if self.cell == "lstm":
                 assert cs is not None
-                gates = self._lstm_gates(layer, ids, x, h)
-                x, c = _lstm_pointwise(gates, cs[layer], h_size)
+                x, c = LSTMCell.update(self._joint_gates(layer, ids, x, h), cs[layer])
                 new_c.append(c)
             elif self.gru:
-                x = self._gru(layer, ids, x, h, h_size)
+                x = GRUCell.update(*self._gru_projections(layer, ids, x, h), h)
             else:
-                x = self._rnn_gates(layer, ids, x, h)
-                x = x.tanh_() if self.nonlinearity == "tanh" else x.relu_()
+                x = RNNCell.update(self._joint_gates(layer, ids, x, h), self.nonlinearity)
             new_h.append(x)
         assert x is not None
         logits = x @ self.head_w if self.head_b is None else torch.addmm(self.head_b, x, self.head_w)
         h_out = torch.stack(new_h)
         return logits, (LSTMState(h_out, torch.stack(new_c)) if self.cell == "lstm" else h_out)
 
-    def _lstm_gates(self, layer: int, ids: Tensor, x: Tensor | None, h: Tensor) -> Tensor:
+    def _joint_gates(self, layer: int, ids: Tensor, x: Tensor | None, h: Tensor) -> Tensor:
+        """The LSTM's or vanilla RNN's pre-activations, both projections and biases in one ``addmm``."""
         if layer == 0:
             return torch.addmm(self.table.index_select(0, ids), h, self.hh0)
+        assert x is not None  # the layer below's output
         weight, bias = self.upper[layer - 1]
         return torch.addmm(bias, torch.cat([x, h], 1), weight)
 
-    _rnn_gates = _lstm_gates  # the same shape of computation: one addmm on [x; h]
-
-    def _gru(self, layer: int, ids: Tensor, x: Tensor | None, h: Tensor, h_size: int) -> Tensor:
+    def _gru_projections(self, layer: int, ids: Tensor, x: Tensor | None, h: Tensor) -> tuple[Tensor, Tensor]:
+        """The GRU's input and hidden projections, apart (its reset gate scales only the hidden one)."""
         if layer == 0:
-            gi = self.table.index_select(0, ids)
-            gh = torch.addmm(self.b_hh0, h, self.hh0)
-        else:
-            w_ih, b_ih, w_hh, b_hh = self.upper[layer - 1]
-            gi = torch.addmm(b_ih, x, w_ih)
-            gh = torch.addmm(b_hh, h, w_hh)
-        rz = gi[:, : 2 * h_size].add_(gh[:, : 2 * h_size]).sigmoid_()
-        r, z = rz[:, :h_size], rz[:, h_size:]
-        n = torch.addcmul(gi[:, 2 * h_size :], r, gh[:, 2 * h_size :]).tanh_()
-        return torch.lerp(n, h, z)  # (1 - z) * n + z * h
-
-
-def _lstm_pointwise(gates: Tensor, c: Tensor, h_size: int) -> tuple[Tensor, Tensor]:
-    """PyTorch's gate order i, f, g, o; in place on ``gates``."""
-    gates[:, : 2 * h_size].sigmoid_()
-    gates[:, 2 * h_size : 3 * h_size].tanh_()
-    gates[:, 3 * h_size :].sigmoid_()
-    i, f = gates[:, :h_size], gates[:, h_size : 2 * h_size]
-    g, o = gates[:, 2 * h_size : 3 * h_size], gates[:, 3 * h_size :]
-    c_new = torch.addcmul(f * c, i, g)
-    return o * c_new.tanh(), c_new
+            assert self.b_hh0 is not None
+            return self.table.index_select(0, ids), torch.addmm(self.b_hh0, h, self.hh0)
+        assert x is not None
+        w_ih, b_ih, w_hh, b_hh = self.upper[layer - 1]
+        return torch.addmm(b_ih, x, w_ih), torch.addmm(b_hh, h, w_hh)

@@ -93,11 +93,28 @@ def mean_over_ranks(world_size: int, device: torch.device, *values: float) -> li
     return (packed / world_size).tolist()
 
 
-class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+"""torch's public batch-norm classes (their common base is private)."""
+
+
+class GlobalBatchNorm(nn.Module):
     """Batch normalisation over the global batch under DDP on any device: the ranks' sums and sums of
     squares are added (a differentiable all-reduce), so every rank normalises, and updates its running
     statistics, as one process over the whole batch would. ``torch.nn.SyncBatchNorm`` does this on
-    GPUs only; this one also runs on CPUs (gloo)."""
+    GPUs only; this one also runs on CPUs (gloo).
+
+    A mixin: :func:`global_batch_norm` puts it before a batch-norm class, which gives the attributes
+    declared here and the ``forward`` that ``super()`` reaches."""
+
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
+    momentum: float | None
+    eps: float
+    affine: bool
+    track_running_stats: bool
+    weight: Tensor
+    bias: Tensor
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
@@ -111,13 +128,20 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         n, channels = total[-1], x.shape[1]
         mean = total[:channels] / n
         var = (total[channels : 2 * channels] / n - mean * mean).clamp_min(0)
-        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+        # the three buffers are None together, when track_running_stats was off at construction
+        running_mean, running_var, tracked = self.running_mean, self.running_var, self.num_batches_tracked
+        if (
+            self.track_running_stats
+            and running_mean is not None
+            and running_var is not None
+            and tracked is not None
+        ):
             with torch.no_grad():
-                self.num_batches_tracked += 1
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), m)
+                tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(tracked)
+                running_mean.lerp_(mean.detach().to(running_mean.dtype), m)
                 unbiased = var.detach() * n / (n - 1).clamp_min(1)
-                self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
+                running_var.lerp_(unbiased.to(running_var.dtype), m)
         shape = [1, channels] + [1] * (x.dim() - 2)
         out = (x - mean.view(shape).to(x.dtype)) * torch.rsqrt(var.view(shape) + self.eps).to(x.dtype)
         if self.affine:
@@ -134,7 +158,7 @@ def global_batch_norm(model: nn.Module) -> nn.Module:
     process whatever each rank's share of a batch."""
     for module in model.modules():
         kind = type(module)
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        if isinstance(module, _BATCH_NORMS) and not isinstance(module, GlobalBatchNorm):
             if kind not in _GLOBAL:
                 _GLOBAL[kind] = type(f"Global{kind.__name__}", (GlobalBatchNorm, kind), {})
             module.__class__ = _GLOBAL[kind]

@@ -27,7 +27,8 @@ def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; weight decay on matrices only (not on biases or embeddings)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -62,19 +63,18 @@ class WeightAverage:
     def update(self) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - decay)
+        for shadow, param in zip(self.shadow, self.params, strict=True):
+            shadow.lerp_(param, 1 - decay)
 
     @contextlib.contextmanager
     def applied(self):
         """Inside the block the model holds the averaged weights; its own again after."""
         raw = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            torch._foreach_copy_([p.data for p in self.params], self.shadow)
+        _copy_into(self.params, self.shadow)
         try:
             yield
         finally:
-            with torch.no_grad():
-                torch._foreach_copy_([p.data for p in self.params], raw)
+            _copy_into(self.params, raw)
 
     def raw_tensors(self) -> dict[str, Tensor]:
         return {self.RAW + n: p.detach().clone() for n, p in zip(self.names, self.params, strict=True)}
@@ -88,6 +88,13 @@ class WeightAverage:
         for name, param in zip(self.names, self.params, strict=True):
             if self.RAW + name in tensors:
                 param.copy_(tensors[self.RAW + name])
+
+
+@torch.no_grad()
+def _copy_into(params: list[nn.Parameter], values: list[Tensor]) -> None:
+    """Write ``values`` into the parameters in place: the optimizer (and DDP) hold these very tensors."""
+    for param, value in zip(params, values, strict=True):
+        param.copy_(value)
 
 
 def optimizer_tensors(state: dict) -> tuple[dict[str, Tensor], dict[str, dict]]:
