@@ -50,8 +50,8 @@ class StreamBatcher:
         steps = min(self.seq_len, self.row_len - begin)
         if not 0 <= index < self.batches_per_epoch:
             raise IndexError(f"batch {index} of an epoch of {self.batches_per_epoch}")
-        window = np.stack([self.tokens[s + begin : s + begin + steps + 1] for s in self.starts])  # (B, T+1)
-        window = torch.from_numpy(window.astype(np.int64))
+        rows = np.stack([self.tokens[s + begin : s + begin + steps + 1] for s in self.starts])  # (B, T+1)
+        window = torch.from_numpy(rows.astype(np.int64))
         return window[:, :-1], window[:, 1:]
 
     def __iter__(self):

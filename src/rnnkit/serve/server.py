@@ -93,7 +93,7 @@ class GuardedH11Protocol(H11Protocol):
         self.header_timeout = header_timeout
         self._head_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._start_head_timer()
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from torch import Tensor, nn
 
@@ -141,18 +141,22 @@ class Setup:
     world_size: int = 1
 
 
+TaskT = TypeVar("TaskT", bound=Task)
+
+
 @dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(Generic[TaskT]):
     """A task as the registry knows it: how to train it (with :func:`rnnkit.train.run.run`) and how
-    to load a trained run of it (with :func:`rnnkit.tasks.load_run`)."""
+    to load a trained run of it (with :func:`rnnkit.tasks.load_run`). Generic in the task class that
+    :attr:`prepare` returns, so a type checker reads :attr:`build_model`'s argument as that class."""
 
     name: str
     config: type
     """The config dataclass (with a ``train`` section, a :class:`rnnkit.train.config.TrainConfig`)."""
-    prepare: Callable[[Any, Setup], Task]
+    prepare: Callable[[Any, Setup], TaskT]
     """The data step: read and split the data, build (or on resume read back) the vocabulary, and
     return the task, which knows enough to build the model."""
-    build_model: Callable[[Task], nn.Module]
+    build_model: Callable[[TaskT], nn.Module]
     """The model for a prepared task (built on the meta device first and checked, see train/build.py)."""
     load: Callable[..., Any]
     """``(run_dir, which="best", device="cpu")`` -> the loaded model, :attr:`loaded`."""

@@ -201,8 +201,9 @@ class Trainer:
     # writing
 
     @property
-    def writes(self) -> bool:
-        return self.run_dir is not None and self.rank == 0
+    def write_dir(self) -> Path | None:
+        """The run folder where this process writes (rank 0 of a run that has one), else ``None``."""
+        return self.run_dir if self.rank == 0 else None
 
     def save(self, best: bool = False) -> str | None:
         """Write a checkpoint (rank 0); under DDP every rank must call it (it gathers their state). With
@@ -233,13 +234,13 @@ class Trainer:
         return base | task.checkpoint_extras()
 
     def log_metrics(self, record: dict) -> None:
-        if self.writes:
-            append_metrics(self.run_dir, record)
+        if self.write_dir is not None:
+            append_metrics(self.write_dir, record)
 
     def trim_metrics(self) -> None:
         """On resume, drop metrics logged after the checkpoint: those steps will be trained again."""
-        if self.writes:
-            trim_metrics(self.run_dir, self.step)
+        if self.write_dir is not None:
+            trim_metrics(self.write_dir, self.step)
 
     # ---------------------------------------------------------------------------------------------
     # the loop
@@ -271,9 +272,9 @@ class Trainer:
             self.carry = None
         lr = self._set_lr()
         with autocast(self.device, self.precision):
-            loss, carry, count = self.task.training_loss(self.wrapped, batch, self.carry)
+            loss, carry, units = self.task.training_loss(self.wrapped, batch, self.carry)
         # the global batch's loss (the same on every rank) and the ranks' mean count of units
-        value, count = mean_over_ranks(self.world_size, self.device, float(loss.detach()), float(count))
+        value, count = mean_over_ranks(self.world_size, self.device, float(loss.detach()), float(units))
         if not math.isfinite(value):
             raise TrainingError(f"the loss became {value} at step {self.step + 1}")
         factor = self.task.explode_factor
@@ -343,7 +344,7 @@ class Trainer:
                         self.rollbacks, self.lr_scale = rollbacks, scale
                         log.warning("%s; rolled back to %s, learning rate x%g", exc, name, self.lr_scale)
                         continue
-                    if self.writes:
+                    if self.write_dir is not None:
                         raise TrainingError(
                             f"{exc}; the last good checkpoint in {self.run_dir} is intact"
                         ) from None
@@ -395,8 +396,8 @@ class Trainer:
         metrics = self.evaluate() if evaluate and self.rank == 0 else {}  # the others wait in save()
         name, direction = self.task.selection
         val = metrics.get(name)
-        key = None if val is None else (val if direction == "min" else -val)  # best_val: lower is better
-        best = key is not None and key < self.best_val
+        key = math.inf if val is None else (val if direction == "min" else -val)  # best_val: lower is better
+        best = key < self.best_val
         if best:
             self.best_val = key
         if metrics:
