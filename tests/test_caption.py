@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.reference_beam import caption_beam
 from torch.nn import functional as F
 
 from rnnkit.cli import main
@@ -16,9 +17,10 @@ from rnnkit.errors import DataError, UsageError
 from rnnkit.tasks.caption import (
     Captioner,
     CaptionModelConfig,
-    WordVocab,
     bleu,
     build_backbone,
+    build_words,
+    caption_ids,
     load_captioner,
     load_image,
     read_captions,
@@ -88,7 +90,7 @@ def test_the_bag_of_words_loss_targets_the_pictures_words():
     from rnnkit.tasks.caption import CaptionConfig, CaptionTask, Split
 
     refs = [["a red circle", "a red zebra"], ["a blue square"], ["a blue circle"]]
-    vocab = WordVocab.build([c for r in refs for c in r], min_count=2)  # "zebra", "square" are <unk>
+    vocab = build_words([c for r in refs for c in r], min_count=2)  # "zebra", "square" are <unk>
     config = CaptionConfig()
     config.model = CaptionModelConfig(embedding_size=8, hidden_size=16, image_size=32, cnn_width=4,
                                       image_feature_size=6, dropout=0.0)  # fmt: skip
@@ -126,8 +128,8 @@ def test_beam_of_one_is_greedy():
     images = pictures(4)
     greedy = model.greedy(images, max_words=8)
     for i in range(4):
-        assert model.beam(images[i : i + 1], 1, max_words=8) == greedy[i]
-    assert all(isinstance(t, int) for t in model.beam(images[:1], 3, max_words=8))
+        assert caption_beam(model, images[i : i + 1], 1, max_words=8)[0] == greedy[i]
+    assert all(isinstance(t, int) for t in model.beams(images[:1], 3, max_words=8)[0])
 
 
 def random_decoder(model: Captioner, seed: int, vocab: int = 9, width: int = 16) -> Captioner:
@@ -153,7 +155,7 @@ def random_decoder(model: Captioner, seed: int, vocab: int = 9, width: int = 16)
 def test_batched_beam_search_equals_one_picture_at_a_time(seed, beam, max_words):
     model = random_decoder(tiny_model(vocab=9), seed)
     images = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
-    alone = [model.beam(images[i : i + 1], beam, max_words=max_words) for i in range(6)]
+    alone = [caption_beam(model, images[i : i + 1], beam, max_words=max_words)[0] for i in range(6)]
     assert model.beams(images, beam, max_words=max_words) == alone
     if max_words > 1:  # pictures whose search ended at different steps, in the same batch
         assert len({len(a) for a in alone}) > 1
@@ -219,9 +221,9 @@ def test_captions_files_and_the_split_by_picture(tmp_path):
         and not (set(train) & set(test))
         and not (set(val) & set(test))
     )
-    vocab = WordVocab.build([c for n in train for c in shapes.captions[n]])
+    vocab = build_words([c for n in train for c in shapes.captions[n]])
     assert vocab.tokens[:4] == ["<pad>", "<start>", "<end>", "<unk>"]
-    assert vocab.decode(vocab.encode("a red zebra")) == "a red <unk>"
+    assert vocab.decode(caption_ids(vocab, "a red zebra")) == "a red <unk>"
 
 
 def test_shape_words_are_checked_in_order():
@@ -314,3 +316,39 @@ def test_cli_names_bad_pictures_and_files(shapes_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("rnnkit: error:") == 2 and "broken.png" in err and "none.csv" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_evaluation_scores_the_pictures_the_run_held_out(shapes_run, tmp_path):
+    """evaluate_captions, directly: the test (or validation) pictures are those the run's seed split off,
+    every score is of the captions it returns, and the loaded run's config keeps its own paths."""
+    import shutil
+    from collections import Counter
+
+    from rnnkit.tasks.caption import normalised
+    from rnnkit.tasks.caption.metrics import evaluate_captions
+
+    shapes, run = shapes_run
+    moved = tmp_path / "shapes"  # the same pictures elsewhere: the run's config must not follow them
+    shutil.copytree(shapes, moved)
+    loaded = load_captioner(run)
+    trained_on = (loaded.config.data.images, loaded.config.data.captions)
+    captions = read_captions(moved / "captions.csv")
+    d = loaded.config.data
+    train, val, test = split_pictures(captions, d.val_fraction, d.test_fraction, loaded.config.train.seed)
+    found = evaluate_captions(
+        loaded, moved / "images", moved / "captions.csv", with_baselines=True, shape_words=True
+    )
+    assert found.names == test and found.scores["pictures"] == len(test) and found.scores["split"] == "test"
+    assert found.captions == loaded.describe([moved / "images" / n for n in test])
+    refs = [[normalised(c) for c in captions.captions[n]] for n in test]
+    assert {f"bleu{n}": found.scores[f"bleu{n}"] for n in range(1, 5)} == bleu(found.captions, refs)
+    common = Counter(normalised(c) for n in train for c in captions.captions[n]).most_common(1)[0][0]
+    assert found.scores["most_common"] == bleu([common] * len(test), refs)
+    right = [words_right(h, r) for h, r in zip(found.captions, refs, strict=True)]
+    assert found.scores["shape_words_right"] == sum(right) / len(test)
+    assert found.scores["examples"] == [
+        {"image": n, "caption": c} for n, c in zip(test[:5], found.captions, strict=False)
+    ]
+    assert (loaded.config.data.images, loaded.config.data.captions) == trained_on
+    held = evaluate_captions(loaded, moved / "images", moved / "captions.csv", split="val", beam=2)
+    assert held.names == val and held.scores["beam"] == 2 and "most_common" not in held.scores

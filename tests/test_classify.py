@@ -13,7 +13,8 @@ from torch.nn import functional as F
 
 from rnnkit.cli import main
 from rnnkit.data.buckets import bucket_batches, pad
-from rnnkit.data.table import TokenVocab, choose_tokens, read_table, tokenize
+from rnnkit.data.table import TEXT_SPECIALS, choose_tokens, read_table, tokenize
+from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import DataError
 from rnnkit.tasks.classify import ClassifierModelConfig, SequenceClassifier, cut, load_classifier, scores
 
@@ -95,9 +96,9 @@ def test_real_files_parse(shared_data):
 def test_tokens_and_vocabulary():
     assert tokenize("It's GOOD, isn't it?", "word") == ["it's", "good", ",", "isn't", "it", "?"]
     assert tokenize("房间 很大！", "char") == ["房", "间", "很", "大", "！"]
-    vocab = TokenVocab.build([["a", "b", "a"], ["c", "a"]], min_count=1)
+    vocab = TokenTable.build([["a", "b", "a"], ["c", "a"]], TEXT_SPECIALS, min_count=1)
     assert vocab.tokens[:3] == ["<pad>", "<unk>", "a"] and vocab.encode(["a", "zzz"]) == [2, 1]
-    assert TokenVocab.build([["a", "b", "a"]], min_count=2).tokens == ["<pad>", "<unk>", "a"]
+    assert TokenTable.build([["a", "b", "a"]], TEXT_SPECIALS, min_count=2).tokens == ["<pad>", "<unk>", "a"]
 
 
 # -------------------------------------------------------------------------------------------------
@@ -134,14 +135,13 @@ def test_padding_never_changes_a_prediction(pool, cell):
 
 @pytest.mark.parametrize("pool", ["last", "mean"])
 def test_padding_never_changes_a_prediction_with_bigrams(pool):
-    from rnnkit.data.table import TokenVocab, bigram_keys
+    from rnnkit.data.table import bigram_keys
     from rnnkit.tasks.classify import TextInputs
 
     texts = ["这部电影真的不错", "太差了", "还行吧，一般"]
     docs = [list(t) for t in texts]
-    inputs = TextInputs(
-        TokenVocab.build(docs), "char", 256, TokenVocab.build(bigram_keys(d, "char") for d in docs)
-    )
+    bigrams = TokenTable.build((bigram_keys(d, "char") for d in docs), TEXT_SPECIALS)
+    inputs = TextInputs(TokenTable.build(docs, TEXT_SPECIALS), "char", 256, bigrams)
     rows = inputs.encode(texts)
     assert [len(b) for b in rows.bigrams] == [len(i) + 1 for i in rows.ids]  # (edge, c1) ... (cn, edge)
     torch.manual_seed(0)
@@ -307,7 +307,7 @@ def test_pretraining_predicts_each_token_from_one_side_only(bidirectional):
 
     torch.manual_seed(0)
     config = ClassifierModelConfig(embedding_size=8, hidden_size=6, bidirectional=bidirectional, dropout=0)
-    lm = TextLanguageModel(SequenceClassifier(20, 2, config), 20).eval()
+    lm = TextLanguageModel(SequenceClassifier(20, 2, config), 20, unk_id=1).eval()
     ids = torch.tensor([[3, 4, 5, 6, 7, 8, 9]])
     lengths = torch.tensor([7])
     ahead, behind = lm.predictions(ids, lengths)
@@ -329,7 +329,7 @@ def test_pretraining_scores_rare_tokens_as_unknown():
 
     torch.manual_seed(0)
     config = ClassifierModelConfig(embedding_size=8, hidden_size=6, dropout=0)
-    lm = TextLanguageModel(SequenceClassifier(20, 2, config), 10).eval()  # predicts ids 0-9 only
+    lm = TextLanguageModel(SequenceClassifier(20, 2, config), 10, unk_id=1).eval()  # predicts ids 0-9 only
     ids, lengths = torch.tensor([[3, 14, 5, 19, 7]]), torch.tensor([5])
     ahead, _ = lm.predictions(ids, lengths)
     expected = F.cross_entropy(ahead[0], torch.tensor([1, 5, 1, 7]), reduction="sum")  # 14, 19: <unk>
@@ -346,7 +346,7 @@ def test_pretraining_refuses_a_deep_birnn():
 
     config = ClassifierModelConfig(embedding_size=8, hidden_size=6, num_layers=2)
     with pytest.raises(UsageError, match="more than one layer"):
-        TextLanguageModel(SequenceClassifier(20, 2, config), 20)
+        TextLanguageModel(SequenceClassifier(20, 2, config), 20, unk_id=1)
 
 
 def test_cli_pretrains_then_classifies_and_resumes_a_stopped_pretraining(tmp_path, capsys):
@@ -512,3 +512,18 @@ def test_a_broken_ensemble_record_is_a_one_line_error(tmp_path, capsys):
     code = main(["classify", "predict", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code != 0 and "ensemble.json" in err and err.count("\n") == 1
+
+
+def test_predict_labels_names_the_most_likely_label_and_its_probability():
+    from rnnkit.tasks.classify.metrics import predict_labels
+
+    class Fixed:  # a stand-in classifier with known probabilities
+        def __init__(self) -> None:
+            self.labels = ["neg", "pos", "mixed"]
+
+        def predict(self, texts):
+            return torch.tensor([[0.2, 0.7, 0.1], [0.5, 0.1, 0.4], [0.3, 0.3, 0.4]])[: len(texts)]
+
+    found = predict_labels(Fixed(), ["a", "b", "c"])
+    assert [label for label, _ in found] == ["pos", "neg", "mixed"]
+    assert [p for _, p in found] == pytest.approx([0.7, 0.5, 0.4])

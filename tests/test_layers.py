@@ -16,7 +16,7 @@ LAYERS = {
     "errors": 0, "console": 0,
     "nn": 1, "reference": 1,
     "config": 2, "data": 2,
-    "generate": 3, "train": 3,
+    "decode": 3, "generate": 3, "train": 3,
     "xray": 4, "curves": 4,
     "tasks": 5,
     "serve": 6, "cli": 6,

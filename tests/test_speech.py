@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from tests.reference_beam import speech_beam
 
 from rnnkit.cli import main
 from rnnkit.data.audio import FeatureConfig, hz_to_mel, log_mel, mel_to_hz, read_wav
@@ -16,10 +17,10 @@ from rnnkit.errors import DataError
 from rnnkit.nn import Pyramid
 from rnnkit.nn.pyramid import pair_frames
 from rnnkit.tasks.speech import (
-    CharTable,
     ListenAttendSpell,
     SpeechModelConfig,
     Utterance,
+    build_chars,
     edit_distance,
     featurise,
     list_fsdd,
@@ -178,7 +179,7 @@ def shared_data_path():
 
 def test_the_speller_overfits_a_handful_of_utterances(fsdd):
     utts = [u for u in list_fsdd(fsdd) if u.speaker == "jackson" and u.index == 7]  # ten digits
-    chars = CharTable.build([u.text for u in utts])
+    chars = build_chars([u.text for u in utts])
     data = featurise(utts, FeatureConfig(), chars)
     config = SpeechModelConfig(
         listener_size=32, speller_size=64, attention_size=32, dropout=0.0, ctc_weight=0.3
@@ -197,16 +198,16 @@ def test_the_speller_overfits_a_handful_of_utterances(fsdd):
         loss.backward()
         optimiser.step()
     model.eval()
-    ids, maps = model.greedy(x, lengths, chars.max_chars)
+    ids, maps = model.greedy(x, lengths, chars.max_length)
     assert [chars.decode(i) for i in ids] == [u.text for u in utts]
     for weights, text in zip(maps, (u.text for u in utts), strict=True):
         assert weights.shape[0] == len(text) + 1  # one attention row per output, </s> included
         torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[0]))
     # beam search of width 1 is greedy; width 3 finds the same transcripts on data this easy
-    for j, u in enumerate(utts):
+    for j in range(len(utts)):
         n = int(lengths[j])
-        assert model.beam(x[j : j + 1, :n], n, 1, chars.max_chars)[0] == ids[j]
-        assert chars.decode(model.beam(x[j : j + 1, :n], n, 3, chars.max_chars)[0]) == u.text
+        assert speech_beam(model, x[j : j + 1, :n], n, 1, chars.max_length)[0] == ids[j]
+    assert [chars.decode(i) for i in model.beams(x, lengths, 3, chars.max_length)] == [u.text for u in utts]
     assert [chars.decode(i) for i in model.ctc_greedy(x, lengths)] == [u.text for u in utts]
 
 
@@ -284,3 +285,48 @@ def test_cli_refuses_what_it_cannot_do(speech_run, small_fsdd, tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.count("rnnkit: error:") == 3 and "Traceback" not in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+class HeardJackson:
+    """A stand-in recogniser: right about every recording of jackson, one letter too many for theo's."""
+
+    def __init__(self, holdout_speaker: str = "") -> None:
+        from rnnkit.tasks.speech import SpeechConfig
+
+        self.config = SpeechConfig()
+        self.config.data.holdout_speaker = holdout_speaker
+        self.checkpoint = "best"
+
+    def transcribe(self, paths, beam=1, decoder="attention"):
+        from rnnkit.tasks.speech import DIGITS
+
+        self.asked = (list(paths), beam, decoder)
+        return [DIGITS[int(p.name[0])] + ("" if "jackson" in p.name else "s") for p in paths]
+
+
+def test_evaluation_chooses_the_run_s_split_and_scores_it(tmp_path):
+    """evaluate_recordings, directly: the official test split (index 0-4) or the held-out speaker, the
+    validation share drawn with the run's seed, and exact scores of what the recogniser heard."""
+    from rnnkit.tasks.speech import DIGITS as digits
+    from rnnkit.tasks.speech import list_fsdd, split_fsdd
+    from rnnkit.tasks.speech.metrics import evaluate_recordings
+
+    for digit in (0, 1):
+        for speaker in ("jackson", "theo"):
+            for index in (0, 1, 5, 6, 7, 8, 9):
+                (tmp_path / f"{digit}_{speaker}_{index}.wav").touch()
+    heard = HeardJackson()
+    result = evaluate_recordings(heard, tmp_path, beam=3, decoder="ctc")
+    assert [p.name for p in heard.asked[0]] == sorted(
+        f"{d}_{s}_{i}.wav" for d in (0, 1) for s in ("jackson", "theo") for i in (0, 1)
+    )
+    assert heard.asked[1:] == (3, "ctc")
+    # 8 recordings, theo's 4 wrong by one letter each; zero and one twice per speaker: 28 characters
+    assert result["accuracy"] == 0.5 and result["cer"] == 4 / 28 and result["recordings"] == 8
+    assert result["errors"] == [f"{d}_theo_{i}.wav: {digits[d] + 's'!r}" for d in (0, 1) for i in (0, 1)]
+    assert [result[k] for k in ("split", "holdout_speaker", "beam", "decoder")] == ["test", None, 3, "ctc"]
+    evaluate_recordings(heard, tmp_path, split="val")
+    expected = split_fsdd(list_fsdd(tmp_path), "", heard.config.data.val_fraction, heard.config.train.seed)
+    assert heard.asked[0] == [u.path for u in expected[1]]
+    theo = evaluate_recordings(HeardJackson("theo"), tmp_path)
+    assert theo["recordings"] == 14 and theo["accuracy"] == 0 and theo["holdout_speaker"] == "theo"

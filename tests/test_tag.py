@@ -241,12 +241,13 @@ def test_bigram_keys_cover_both_edges():
 
 
 def test_padding_never_changes_a_tagger_with_bigrams():
-    from rnnkit.data.table import TokenVocab, bigram_keys
+    from rnnkit.data.table import TEXT_SPECIALS, bigram_keys
+    from rnnkit.data.vocab import TokenTable
     from rnnkit.tasks.tag import EncodedTags, Inputs, Tagger, TaggerModelConfig
 
     sentences = [list("上海体育局召开会议"), list("会议"), list("体育局")]
-    vocab = TokenVocab.build(sentences)
-    bigrams = TokenVocab.build(bigram_keys(s, "char") for s in sentences)
+    vocab = TokenTable.build(sentences, TEXT_SPECIALS)
+    bigrams = TokenTable.build((bigram_keys(s, "char") for s in sentences), TEXT_SPECIALS)
     inputs = Inputs(vocab, "char", bigrams)
     encoded = [inputs.encode(s) for s in sentences]
     rows = EncodedTags([e[0] for e in encoded], [[0] * len(s) for s in sentences], [e[1] for e in encoded])
@@ -313,3 +314,49 @@ def test_one_epoch_sends_few_shapes_to_the_fused_kernel_under_bf16():
     assert len(bf16) <= len(widths)  # one padded shape per width (a full batch of one length)
     assert task.stream.epoch == 0 and task.stream.index == batches  # exactly one epoch was read
     assert sum(seen.values()) == batches  # every call counted, one a batch
+
+
+class FindsPeople:
+    """A stand-in tagger: john and mary are people, nothing else is tagged (segmented: words of two
+    characters)."""
+
+    def __init__(self, fmt: str = "conll", kind: str = "word") -> None:
+        from types import SimpleNamespace
+
+        self.tags = ["B", "M", "E", "S"] if fmt == "segmented" else ["O", "B-LOC", "B-PER"]
+        self.config = SimpleNamespace(data=SimpleNamespace(format=fmt))
+        self.inputs = SimpleNamespace(kind=kind)
+
+    def tag(self, sentences):
+        if self.config.data.format == "segmented":  # two-character words
+            return [["B" if i % 2 == 0 else "E" for i in range(len(s))] for s in sentences]
+        return [["B-PER" if w in ("john", "mary") else "O" for w in s] for s in sentences]
+
+
+def test_score_file_scores_what_the_tagger_says_against_the_file(tmp_path):
+    """score_file, directly: seqeval entities for conll (the run's format unless named), a tag the model
+    never saw is a one-line error naming the file."""
+    from rnnkit.tasks.tag.metrics import score_file
+
+    (tmp_path / "gold.conll").write_text("john\tB-PER\nwent\tO\nto\tO\nparis\tB-LOC\n\nrome\tB-LOC\n")
+    result = score_file(FindsPeople(), tmp_path / "gold.conll")
+    assert result == {"precision": 1.0, "recall": 1 / 3, "f1": 0.5, "sentences": 2,
+                      "scoring": "seqeval-entities"}  # fmt: skip
+    (tmp_path / "orgs.conll").write_text("acme\tB-ORG\n")
+    with pytest.raises(DataError, match=r"orgs.conll: tags the model never saw: B-ORG"):
+        score_file(FindsPeople(), tmp_path / "orgs.conll")
+    (tmp_path / "gold.txt").write_text("上海  体育局\n")  # B E B M E; the stand-in says B E B E B
+    found = score_file(FindsPeople("segmented"), tmp_path / "gold.txt")  # 上海 right of 上海/体育/局
+    assert found == {"precision": 1 / 3, "recall": 0.5, "f1": 0.4, "sentences": 1, "scoring": "sighan-words"}
+
+
+def test_tag_lines_reads_raw_text_as_the_run_tokenised_it():
+    from rnnkit.tasks.tag.metrics import tag_lines
+
+    words = tag_lines(FindsPeople(), ["john  went home", ""])
+    assert [(t.tokens, t.tags, t.words) for t in words] == [
+        (["john", "went", "home"], ["B-PER", "O", "O"], None),
+        ([], [], None),
+    ]
+    chars = tag_lines(FindsPeople("segmented", "char"), ["上海 体育局"])
+    assert chars[0].tokens == list("上海体育局") and chars[0].words == ["上海", "体育", "局"]

@@ -1,7 +1,9 @@
 """Sampling and beam search over any model with a ``step`` method.
 
 A model qualifies when ``model(ids, state=None) -> (logits (B, T, V), state)`` reads a batch of
-sequences and ``model.step(ids (B,), state) -> (logits (B, V), state)`` advances one token. Everything
+sequences, ``model.step(ids (B,), state) -> (logits (B, V), state)`` advances one token and
+``model.vocab_size`` is V. Beam search is :mod:`rnnkit.decode`'s, and :func:`generate_pieces` is the one
+way from a model to text (``rnnkit sample``, the server, the samples printed during training). Everything
 here runs under ``torch.no_grad`` and is deterministic for a given seed.
 
 Constraints shape the text by masking the next-token distribution, never by rejection: a
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rnnkit import decode
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.errors import UsageError
 
@@ -123,7 +126,7 @@ class PoemForm:
         missing = [ch for ch in acrostic if vocab.id_of(ch) is None]
         if missing:
             raise UsageError(f"--acrostic: not in the model's vocabulary: {''.join(missing)}")
-        self.heads = [vocab.id_of(ch) for ch in acrostic]
+        self.heads = [i for i in map(vocab.id_of, acrostic) if i is not None]  # all of them: none missing
         # the token sequence of one poem, as a list of "slots"
         self.slots: list[tuple[str, int]] = []
         for line in range(lines):
@@ -145,19 +148,19 @@ class PoemForm:
     def reset(self, batch: int) -> None:
         self.position = torch.zeros(batch, dtype=torch.long)
 
+    def allowed_at(self, position: int) -> Tensor:
+        """``(V,)`` bool: the tokens the poem's ``position``-th token may be."""
+        kind, token = self.slots[min(position, len(self.slots) - 1)]
+        if kind == "han":
+            return self.han
+        row = torch.zeros_like(self.han)
+        row[token] = True
+        return row
+
     def mask(self) -> Tensor:
         """``(B, V)`` bool: the tokens each stream may take next."""
         assert self.position is not None, "call reset() first"
-        rows = []
-        for pos in self.position.tolist():
-            kind, token = self.slots[min(pos, len(self.slots) - 1)]
-            if kind == "han":
-                rows.append(self.han)
-            else:
-                row = torch.zeros_like(self.han)
-                row[token] = True
-                rows.append(row)
-        return torch.stack(rows)
+        return torch.stack([self.allowed_at(pos) for pos in self.position.tolist()])
 
     def advance(self, tokens: Tensor) -> None:
         assert self.position is not None
@@ -242,41 +245,116 @@ def beam_search(
     form: PoemForm | None = None,
     banned: Sequence[int] = (),
 ) -> list[int]:
-    """The most likely continuation of ``prime`` found by beam search (sum of log-probabilities).
+    """The most likely continuation of ``prime`` found by beam search (sum of log-probabilities):
+    :func:`rnnkit.decode.beam_search` over ``model.step``, the last prime token its start.
 
     With a ``form`` every beam obeys it, and the search ends when the form is complete. All beams have
     the same length, so no length normalisation is needed.
     """
     if beam_size < 1:
         raise UsageError(f"--beam: expected 1 or more, got {beam_size}")
+    if not prime:
+        raise UsageError("the prime must hold at least one token")
     device = next(model.parameters()).device
-    logits, state = _prime(model, prime, 1, device)
-    scores = torch.zeros(1, device=device)
-    history = torch.zeros(1, 0, dtype=torch.long, device=device)
+    ids = torch.tensor(list(prime), dtype=torch.long, device=device)[None]  # (1, P)
+    state = model(ids[:, :-1])[1] if ids.shape[1] > 1 else None
     if form is not None:
-        form.reset(1)
         length = form.length
-    for _ in range(length):
-        allowed = form.mask() if form is not None else None
-        logp = torch.log_softmax(apply_mask(logits, allowed, banned).float(), dim=-1)  # (K, V)
-        total = (scores[:, None] + logp).reshape(-1)  # (K*V,)
-        k = min(beam_size, int(torch.isfinite(total).sum()))
-        scores, flat = total.topk(k)
-        vocab = logp.shape[-1]
-        parent, token = flat // vocab, flat % vocab
-        history = torch.cat([history[parent], token[:, None]], dim=1)  # (K, t+1)
-        state = select_state(state, parent)
-        if form is not None:
-            form.position = form.position[parent.cpu()]
-            form.advance(token)
-            if form.finished():
-                break
-        logits, state = model.step(token, state)
-    return history[0].tolist()
+    found = decode.beam_search(
+        model.step, ids[:, -1], state, beam_size=beam_size, max_len=length, alpha=0.0,
+        allowed=constraint(form, banned, model.vocab_size),
+    )  # fmt: skip
+    return found[0].tokens
 
 
-def select_state(state, index: Tensor):
-    """Reorder the batch dim (dim 1) of a recurrent state to follow the surviving beams."""
-    if isinstance(state, Tensor):
-        return state.index_select(1, index)
-    return type(state)(*(part.index_select(1, index) for part in state))
+def constraint(form: PoemForm | None, banned: Sequence[int], size: int) -> decode.Allowed | None:
+    """The :data:`rnnkit.decode.Allowed` hook of a poem form and banned ids over ``size`` tokens
+    (``None``: neither)."""
+    if form is None and not banned:
+        return None
+    base = torch.ones(size, dtype=torch.bool)
+    base[list(banned)] = False
+
+    def allowed(position: int, prefix: Tensor) -> Tensor:
+        return base if form is None else form.allowed_at(position) & base
+
+    return allowed
+
+
+# -------------------------------------------------------------------------------------------------
+# text
+
+
+@dataclass
+class Piece:
+    """One generated token and the text it adds."""
+
+    text: str
+    """A character; ``""`` in the middle of a byte-encoded character, or more than one character when a
+    byte stream's decoder catches up. The last piece may be the decoder's flush (``token`` None)."""
+    token: int | None
+    logits: Tensor | None = None
+    """``(V,)``: the logits the token was drawn from (masked as the form and the ban require), when
+    asked for with ``logits=True`` (sampling only)."""
+
+
+def prime_ids(vocab: Vocabulary, prime: str) -> list[int]:
+    """The ids the model reads before it writes: ``prime``'s; for an empty prime, a line break when the
+    vocabulary has one (a model trained on lines starts as at the top of a text), else its first token
+    (id 0)."""
+    ids = vocab.encode(prime).tolist()
+    if ids:
+        return ids
+    newline = vocab.id_of("\n")
+    return [newline if newline is not None else 0]
+
+
+def generate_pieces(
+    model,
+    vocab: Vocabulary,
+    prime: str,
+    length: int,
+    sampling: SamplingConfig,
+    *,
+    seed: int | None = None,
+    form: PoemForm | None = None,
+    stop: str | None = None,
+    beam: int = 0,
+    logits: bool = False,
+) -> Iterator[Piece]:
+    """The text a model writes after ``prime``, one :class:`Piece` per token: what ``rnnkit sample``, the
+    server and the samples printed during training all show.
+
+    The model reads :func:`prime_ids` first (an empty prime: a line break); the prime is not repeated
+    in the pieces. The unknown token is never written. ``length`` tokens are drawn by ``sampling``
+    (``seed``: the same text every time), or, with ``beam`` > 0, the most likely continuation by
+    :func:`beam_search`; a ``form`` writes a poem of its own length. The text ends right after the
+    first ``stop``, if it comes; otherwise the last piece flushes a byte stream's incomplete character.
+    ``model`` must be in eval mode.
+    """
+    ids = prime_ids(vocab, prime)
+    banned = [vocab.unk_id] if vocab.unk_id is not None else []
+    seen: list[Tensor] = []
+    tokens: Iterator[int]
+    if beam:
+        tokens = iter(beam_search(model, ids, length, beam, form=form, banned=banned))
+    else:
+        observe = seen.append if logits else None
+        stream = sample(model, ids, length, sampling, seed=seed, form=form, banned=banned, observe=observe)
+        tokens = (int(token[0]) for token in stream)
+    decoder = vocab.decoder()
+    carry = ""  # the last len(stop) - 1 characters written: a stop string may begin there
+    for token in tokens:
+        piece = Piece(decoder(token), token, seen.pop()[0] if seen else None)
+        if stop:
+            window = carry + piece.text
+            at = window.find(stop)
+            if at >= 0:
+                piece.text = piece.text[: at + len(stop) - len(carry)]
+                yield piece
+                return
+            carry = window[len(window) - len(stop) + 1 :]
+        yield piece
+    tail = decoder.flush()
+    if tail:
+        yield Piece(tail, None)

@@ -1,8 +1,10 @@
 """The command line: a thin typer front end over the library.
 
-Every flag maps to a field of a dataclass config; errors print one line, ``rnnkit: error: ...``, and
-exit with a code per kind (2 usage, 3 data, 4 checkpoint, 5 training diverged, 130 interrupted).
-``--debug`` (anywhere on the line) shows the traceback instead.
+A train command's config flags are derived from the fields of its task's config, where each is
+declared once (``rnnkit.cli.options.config_flags``); ``--set section.field=value`` reaches every
+field. Errors print one line, ``rnnkit: error: ...``, and exit with a code per kind (2 usage, 3 data,
+4 checkpoint, 5 training diverged, 130 interrupted). ``--debug`` (anywhere on the line) shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import typer
 try:  # typer >= 0.20 vendors click; older releases use the click package
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover
-    from click import exceptions as click_exceptions
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]  # the module typer vendors
 
 from rnnkit.cli import caption, classify, forecast, lm, speech, tag, tools
 from rnnkit.errors import RnnkitError

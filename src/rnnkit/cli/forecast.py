@@ -9,22 +9,18 @@ from typing import Annotated
 import typer
 
 from rnnkit.cli.options import (
-    CellOpt,
+    CONFIG_FLAGS,
     CheckpointOpt,
-    EvalIntervalOpt,
+    ConfigValues,
     ForceOpt,
-    LrOpt,
-    MaxStepsOpt,
-    NumLayersOpt,
     Opt,
     OutOpt,
     QuietOpt,
     ResumeOpt,
-    SeedOpt,
-    _budget_flags,
+    SetOpt,
     _setup_logging,
     _train_task,
-    minutes_opt,
+    config_flags,
 )
 from rnnkit.errors import UsageError
 
@@ -40,75 +36,30 @@ forecast_app = typer.Typer(
     "  rnnkit forecast train daily-min-temperatures.csv --column Temp --window 30 --out runs/temp\n\n"
     "  rnnkit forecast train sp500.csv --column Close --inputs Volume --target diff --out runs/sp500\n\n",
 )
+@config_flags("forecast")
 def forecast_train(
     data: Annotated[
         Path | None, typer.Argument(help="A CSV file with a header row.", show_default=False)
     ] = None,
     column: Annotated[str | None, Opt(help="The column to forecast (name or 0-based number).")] = None,
     out: OutOpt = None,
-    inputs: Annotated[str | None, Opt(help="More input columns, comma-separated.")] = None,
-    date_column: Annotated[str | None, Opt(help="The dates' column (auto or none).")] = None,
-    window: Annotated[int | None, Opt(help="Past steps the network reads.")] = None,
-    horizon: Annotated[int | None, Opt(help="Steps ahead to forecast.")] = None,
-    season: Annotated[int | None, Opt(help="Steps per season (0: guess from the dates).")] = None,
-    target: Annotated[str | None, Opt(help="level, diff or seasonal-diff.")] = None,
-    log_: Annotated[bool | None, Opt("--log/--no-log", help="Model the logarithm of the values.")] = None,
-    val_fraction: Annotated[
-        float | None, Opt(help="Share of the series (before the test span) for validation.")
-    ] = None,
-    test_fraction: Annotated[
-        float | None, Opt(help="Share of the series at its end held out for the test.")
-    ] = None,
-    cell: CellOpt = None,
-    hidden_size: Annotated[int | None, Opt(help="Units per layer.")] = None,
-    num_layers: NumLayersOpt = None,
-    batch_size: Annotated[int | None, Opt(help="Windows per batch.")] = None,
-    lr: LrOpt = None,
-    max_steps: MaxStepsOpt = None,
-    max_minutes: minutes_opt(2) = None,
-    eval_interval: EvalIntervalOpt = None,
-    seed: SeedOpt = None,
+    values: ConfigValues = CONFIG_FLAGS,
     resume: ResumeOpt = None,
     force: ForceOpt = False,
-    set_: Annotated[
-        list[str] | None, Opt("--set", help="Any config field by dotted key (repeatable).")
-    ] = None,
+    set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a forecaster on one column of a CSV file (train, validation and test spans in time order)."""
     from rnnkit.tasks import forecast
 
-    _setup_logging(quiet)
-    flags = {
-        "data.inputs": [c.strip() for c in inputs.split(",") if c.strip()] if inputs is not None else None,
-        "data.date_column": date_column,
-        "data.window": window,
-        "data.horizon": horizon,
-        "data.season": season,
-        "data.target": target,
-        "data.log": log_,
-        "data.val_fraction": val_fraction,
-        "data.test_fraction": test_fraction,
-        "model.cell": cell,
-        "model.hidden_size": hidden_size,
-        "model.num_layers": num_layers,
-        **_budget_flags(batch_size, lr, max_steps, max_minutes, eval_interval, seed),
-    }
     _train_task(
-        flags,
-        set_,
-        data=data,
-        out=out,
-        resume=resume,
-        force=force,
-        quiet=quiet,
-        saved=forecast.saved_forecast_config,
-        fresh=forecast.ForecastConfig,
+        "forecast", values, set_, data=data, fresh=forecast.ForecastConfig,
         base={"data.path": data and str(data), "data.column": column},
+        default_out=data and Path("runs") / f"forecast-{data.stem}", saved=forecast.saved_forecast_config,
         missing="give the CSV file and --column, or --resume RUN",
-        name="forecast",
+        out=out, resume=resume, force=force, quiet=quiet,
         report=lambda r: f"step {r['step']}, validation RMSE {r.get('val_rmse', float('nan')):.4g}",
-    )
+    )  # fmt: skip
 
 
 @forecast_app.command("eval")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,20 +10,20 @@ from typing import Annotated
 import typer
 
 from rnnkit.cli.options import (
-    CellOpt,
+    CONFIG_FLAGS,
     CheckpointOpt,
-    DropoutOpt,
+    ConfigValues,
     EncodingOpt,
     ForceOpt,
-    LrOpt,
-    MaxStepsOpt,
     Opt,
-    ThreadsOpt,
+    ResumeOpt,
+    SetOpt,
     _setup_logging,
+    _train_task,
+    config_flags,
     log,
 )
 from rnnkit.errors import UsageError
-from rnnkit.train.rundir import refuse_if_busy
 
 lm_app = typer.Typer()
 
@@ -45,6 +44,7 @@ def _presets_help() -> str:
     "  torchrun --nproc-per-node 2 -m rnnkit train ../shared/data/tinyshakespeare/input.txt --out runs/ddp"
     "   (DDP; see docs/scaling.md)\n\n",
 )
+@config_flags("lm", preset=True)
 def train(
     data: Annotated[
         list[str] | None,
@@ -61,144 +61,27 @@ def train(
             "preset's. The presets: " + _presets_help()
         ),
     ] = "small",
-    resume: Annotated[
-        Path | None, Opt(help="Continue the run in this folder from its last checkpoint.")
-    ] = None,
+    values: ConfigValues = CONFIG_FLAGS,
+    resume: ResumeOpt = None,
     force: ForceOpt = False,
-    cell: CellOpt = None,
-    hidden_size: Annotated[int | None, Opt(help="Units per recurrent layer.")] = None,
-    num_layers: Annotated[int | None, Opt(help="Stacked recurrent layers.")] = None,
-    embedding_size: Annotated[int | None, Opt(help="Size of the character embedding.")] = None,
-    dropout: DropoutOpt = None,
-    vocab: Annotated[str | None, Opt(help="char or byte.")] = None,
-    max_vocab: Annotated[int | None, Opt(help="Keep the N most frequent characters (0: all).")] = None,
-    val_fraction: Annotated[float | None, Opt(help="Fraction of the text held out for validation.")] = None,
-    split: Annotated[str | None, Opt(help="tail, files or auto.")] = None,
-    encoding: Annotated[str | None, Opt(help="Text encoding of the input files.")] = None,
-    errors: Annotated[str | None, Opt(help="strict or replace: what to do with undecodable bytes.")] = None,
-    strict: Annotated[
-        bool | None,
-        Opt(
-            "--strict/--skip-binary",
-            help="In a folder, stop at the first binary file instead of skipping it (hidden files and "
-            "folders such as .git are always skipped; the skipped files are counted in the log).",
-        ),
-    ] = None,
-    seq_len: Annotated[int | None, Opt(help="Truncated-BPTT length in steps.")] = None,
-    batch_size: Annotated[int | None, Opt(help="Parallel sequences per batch.")] = None,
-    lr: LrOpt = None,
-    schedule: Annotated[str | None, Opt(help="cosine, linear or constant decay after warm-up.")] = None,
-    warmup_steps: Annotated[int | None, Opt(help="Linear warm-up steps.")] = None,
-    weight_decay: Annotated[float | None, Opt(help="AdamW weight decay on matrices.")] = None,
-    grad_clip: Annotated[float | None, Opt(help="Clip the gradient norm to this (0: off).")] = None,
-    max_steps: MaxStepsOpt = None,
-    max_minutes: Annotated[
-        float | None,
-        Opt(
-            help="Stop after this many minutes of training (0: no limit); default: the preset's (see "
-            "--preset). On --resume, the run's total, not extra time."
-        ),
-    ] = None,
-    eval_interval: Annotated[int | None, Opt(help="Evaluate, sample and checkpoint every N steps.")] = None,
-    checkpoint_interval: Annotated[int | None, Opt(help="Write the last checkpoint every N steps.")] = None,
-    sample_length: Annotated[
-        int | None, Opt(help="Characters of the sample printed at each evaluation.")
-    ] = None,
-    seed: Annotated[int | None, Opt(help="Random seed (weights, dropout, samples).")] = None,
-    precision: Annotated[str | None, Opt(help="auto, fp32 or bf16.")] = None,
-    device: Annotated[str | None, Opt(help="auto, cpu, cuda or cuda:N.")] = None,
-    threads: ThreadsOpt = None,
-    on_nan: Annotated[str | None, Opt(help="abort or rollback when the loss diverges.")] = None,
-    set_: Annotated[
-        list[str] | None,
-        Opt("--set", help="Any config field by dotted key, e.g. --set train.beta2=0.95 (repeatable)."),
-    ] = None,
+    set_: SetOpt = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bar or samples; warnings only.")] = False,
 ) -> None:
     """Train a character language model (a char-RNN) on text and save it to a run folder."""
-    from rnnkit.config import override
     from rnnkit.tasks import lm
-    from rnnkit.train.distributed import from_environment
-    from rnnkit.train.run import run as run_task
 
-    _setup_logging(quiet)
-    flags = {
-        "model.cell": cell,
-        "model.hidden_size": hidden_size,
-        "model.num_layers": num_layers,
-        "model.embedding_size": embedding_size,
-        "model.dropout": dropout,
-        "data.vocab": vocab,
-        "data.max_vocab": max_vocab,
-        "data.val_fraction": val_fraction,
-        "data.split": split,
-        "data.encoding": encoding,
-        "data.errors": errors,
-        "data.strict_folders": strict,
-        "train.seq_len": seq_len,
-        "train.batch_size": batch_size,
-        "train.lr": lr,
-        "train.schedule": schedule,
-        "train.warmup_steps": warmup_steps,
-        "train.weight_decay": weight_decay,
-        "train.grad_clip": grad_clip,
-        "train.max_steps": max_steps,
-        "train.max_minutes": max_minutes,
-        "train.eval_interval": eval_interval,
-        "train.checkpoint_interval": checkpoint_interval,
-        "train.sample_length": sample_length,
-        "train.seed": seed,
-        "train.precision": precision,
-        "train.device": device,
-        "train.threads": threads,
-        "train.on_nan": on_nan,
-    }
-    assignments = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(set_ or [])
-    if resume is not None:
-        if data or (out is not None and out != resume):
-            raise UsageError("--resume: give the run folder only, no DATA or other --out")
-        refuse_if_busy(resume)
-        config = override(lm.saved_config(resume), assignments)
-        target = resume
-    else:
-        config = lm.get_preset(preset)
-        if data:
-            assignments.insert(0, "data.sources=" + json.dumps(list(data)))
-        config = override(config, assignments)
-        target = out if out is not None else Path("runs") / config.preset
-    with from_environment(config.train.device) as place:
-        if place.world_size > 1:
-            config = override(config, [f"train.device={json.dumps(place.device)}"])
-            if place.rank:
-                _setup_logging(quiet=True)  # rank 0 speaks for the group
-        summary = run_task(
-            lm.SPEC,
-            config,
-            target,
-            force=force,
-            resume=resume is not None,
-            progress=not quiet and sys.stderr.isatty() and place.rank == 0,
-        )
-    if place.rank:
-        return
-    stopped = summary.get("stopped")
-    val = summary.get("val_loss")
-    figure = (
-        f", validation {val:.4f} nats/char ({val / 0.6931471805599453:.3f} bits)" if val is not None else ""
-    )
-    log.log(
-        logging.WARNING if quiet else logging.INFO, "step %d%s; saved in %s", summary["step"], figure, target
-    )
-    if stopped in (None, "done"):
-        log.info("next: rnnkit sample %s   (or rnnkit eval %s FILE; rnnkit serve %s)", target, target, target)
-    if stopped not in (None, "done"):
-        log.warning(
-            "stopped by %s at step %d; continue with: rnnkit train --resume %s",
-            stopped,
-            summary["step"],
-            target,
-        )
-        raise typer.Exit(130)
+    def report(summary: dict) -> str:
+        val = summary.get("val_loss")
+        if val is None:
+            return f"step {summary['step']}"
+        return f"step {summary['step']}, validation {val:.4f} nats/char ({val / 0.6931471805599453:.3f} bits)"
+
+    _train_task(
+        "lm", values, set_, data=data, fresh=lambda: lm.get_preset(preset),
+        base={"data.sources": list(data) if data else None}, default_out=Path("runs") / preset,
+        saved=lm.saved_config, out=out, resume=resume, force=force, quiet=quiet, report=report,
+        checkpoint_at_eval=False,
+    )  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------------------
@@ -214,7 +97,13 @@ def train(
 )
 def sample(
     run: Annotated[Path, typer.Argument(help="A run folder made by rnnkit train.")],
-    prime: Annotated[str, Opt(help="Text to start from (the model reads it first).")] = "\n",
+    prime: Annotated[
+        str,
+        Opt(
+            help="Text to start from (the model reads it first). An empty prime starts as after a line "
+            "break, or from the first token when the vocabulary has no line break."
+        ),
+    ] = "\n",
     length: Annotated[int, Opt(help="Characters to generate.")] = 500,
     temperature: Annotated[float, Opt(help="Lower is safer, higher is wilder; 0 is greedy.")] = 0.8,
     top_k: Annotated[int, Opt(help="Sample among the k most likely characters only (0: all).")] = 0,
@@ -246,8 +135,7 @@ def sample(
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "cpu",
 ) -> None:
     """Generate text from a trained model, streaming it to standard output."""
-    from rnnkit.generate import PoemForm, SamplingConfig, beam_search
-    from rnnkit.generate import sample as sample_ids
+    from rnnkit.generate import PoemForm, SamplingConfig, generate_pieces
     from rnnkit.tasks import load_run
     from rnnkit.train.trainer import resolve_device
 
@@ -268,37 +156,19 @@ def sample(
         form = PoemForm(
             vocab, line_chars=5 if line_chars is None else line_chars, lines=lines, acrostic=acrostic
         )
-    banned = [vocab.unk_id] if vocab.unk_id is not None else []
-    prime_ids = vocab.encode(prime).tolist()
-    if not prime_ids:
-        raise UsageError("--prime: give at least one character")
     out = sys.stdout
     for index in range(num_samples):
         if num_samples > 1:
             out.write(f"--- sample {index + 1} ---\n")
-        if beam:
-            ids = beam_search(loaded.model, prime_ids, length, beam, form=form, banned=banned)
-            text = vocab.decode(ids)
-            if stop and stop in text:
-                text = text[: text.index(stop) + len(stop)]
-            out.write(prime + text if form is None else text)
-        else:
-            decode = vocab.decoder()
-            written = ""
-            if form is None:
-                out.write(prime)
-            seed_i = None if seed is None else seed + index
-            for token in sample_ids(
-                loaded.model, prime_ids, length, config, seed=seed_i, form=form, banned=banned
-            ):
-                piece = decode(int(token[0]))
-                out.write(piece)
-                out.flush()
-                if stop:
-                    written += piece
-                    if written.endswith(stop):
-                        break
-            out.write(decode.flush())
+        if form is None:
+            out.write(prime)
+        pieces = generate_pieces(
+            loaded.model, vocab, prime, length, config, seed=None if seed is None else seed + index,
+            form=form, stop=stop, beam=beam,
+        )  # fmt: skip
+        for piece in pieces:
+            out.write(piece.text)
+            out.flush()
         out.write("\n")
         out.flush()
 
@@ -323,22 +193,20 @@ def eval_(
     errors: Annotated[str, Opt(help="strict or replace.")] = "strict",
 ) -> None:
     """Nats per character, bits per character and perplexity of text under a trained model."""
-    from rnnkit.data.corpus import read_chunks, resolve_sources
     from rnnkit.tasks import load_run
-    from rnnkit.tasks.lm import UNKNOWN_WARNING, score_text
+    from rnnkit.tasks.lm import UNKNOWN_WARNING
+    from rnnkit.tasks.lm.task import score_files
     from rnnkit.train.trainer import resolve_device
 
     _setup_logging()
     loaded = load_run(run, checkpoint, device=str(resolve_device(device)), task="lm")
-    rows = []
-    for doc in resolve_sources([str(f) for f in files]):
-        row = score_text(loaded, "".join(read_chunks(doc, encoding, errors)), doc.name)
-        rows.append(row)
+    rows = score_files(loaded, [str(f) for f in files], encoding, errors)
+    for row in rows:
         if row["unknown_share"] > UNKNOWN_WARNING:
             log.warning(
                 "warning: %s: %.1f%% of its characters (%s distinct) are unknown to this model; its "
                 "figures say little about this text",
-                doc.name, 100 * row["unknown_share"], f"{row['unknown_distinct']:,}",
+                row["file"], 100 * row["unknown_share"], f"{row['unknown_distinct']:,}",
             )  # fmt: skip
     if json_:
         for row in rows:

@@ -1,18 +1,23 @@
-"""What several command groups share: the option types declared once, logging, and the generic
-train-a-task helper with its next steps."""
+"""What several command groups share: the options that several commands take, the ``train``
+commands' config flags (derived from the config dataclasses by :func:`config_flags`), logging, and
+the run of a ``train`` command with its next steps (:func:`_train_task`)."""
 
 from __future__ import annotations
 
-import json
+import functools
+import inspect
 import logging
 import sys
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from types import MappingProxyType
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from rnnkit.errors import DataError, UsageError
+from rnnkit.train.config import Flag, declared_flags
 from rnnkit.train.rundir import refuse_if_busy
 
 log = logging.getLogger("rnnkit")
@@ -38,13 +43,8 @@ def _setup_logging(quiet: bool = False) -> None:
 
 Opt = typer.Option
 
-# options that several commands take, declared once
+# options that several commands take, declared once (a config's settings are flags of its own: below)
 ForceOpt = Annotated[bool, Opt(help="Replace an existing run folder.")]
-CellOpt = Annotated[str | None, Opt(help="lstm, gru or rnn.")]
-DropoutOpt = Annotated[float | None, Opt(help="Dropout probability.")]
-LrOpt = Annotated[float | None, Opt(help="Peak learning rate (AdamW).")]
-MaxStepsOpt = Annotated[int | None, Opt(help="Stop after this many steps (0: no limit).")]
-ThreadsOpt = Annotated[int | None, Opt(help="CPU threads (0: torch's default).")]
 CheckpointOpt = Annotated[str, Opt(help="best or last.")]
 TrustBackboneOpt = Annotated[
     str,
@@ -56,102 +56,154 @@ TrustBackboneOpt = Annotated[
 ]
 EncodingOpt = Annotated[str, Opt(help="Text encoding of the files.")]
 OutOpt = Annotated[Path | None, Opt("--out", "-o", help="Run folder.")]
-NumLayersOpt = Annotated[int | None, Opt(help="Stacked layers.")]
+ResumeOpt = Annotated[Path | None, Opt(help="Continue this run folder from its last checkpoint.")]
+QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="Warnings only (no progress bar).")]
+SetOpt = Annotated[
+    list[str] | None,
+    Opt("--set", help="Any config field by dotted key, e.g. --set train.beta2=0.95 (repeatable)."),
+]
 
 
-def minutes_opt(default: float) -> Any:
-    """``--max-minutes`` of a task's train command, its default (the task config's) in the help;
-    tests/test_first_hour.py checks each against the config."""
-    return Annotated[
-        float | None,
-        Opt(
-            help=f"Stop after this many minutes of training (0: no limit; default {default:g}). On --resume, "
-            "the run's total, not extra time.",
-            show_default=False,
-        ),
-    ]
+# -------------------------------------------------------------------------------------------------
+# config flags: each declared once, on its config field (rnnkit.train.config.flag)
+
+ConfigValues = Mapping[str, Any]
+"""What a train command gets from its config flags: ``{dotted key: typed value, or None if not given}``."""
+
+CONFIG_FLAGS: ConfigValues = MappingProxyType({})
+"""The default of a train command's ``values`` parameter, which :func:`config_flags` replaces by the
+config's flags (so the command places them among its options)."""
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-EvalIntervalOpt = Annotated[int | None, Opt(help="Evaluate and checkpoint every N steps.")]
-SeedOpt = Annotated[int | None, Opt(help="Random seed.")]
-ResumeOpt = Annotated[Path | None, Opt(help="Continue this run folder.")]
-QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="Warnings only.")]
+def config_flags(task: str, *, preset: bool = False) -> Callable[[Command], Command]:
+    """Decorate ``task``'s train command with one option per flag of the task's config (typer reads a
+    command's options from ``inspect.signature``: they are parameters of the signature given to the
+    returned function). The command gets their values in ``values``; :func:`rnnkit.config.apply`
+    skips the None of a flag not given. The help shows each field's default, or with ``preset`` says
+    that a flag's default is the preset's."""
+    from rnnkit.tasks import TASKS
+
+    config = TASKS[task].config
+    flags, defaults = declared_flags(config), None if preset else config()
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        if "values" not in signature.parameters:
+            raise TypeError(f"{command.__name__}: config_flags puts the flags at a parameter named values")
+        options = [_option(flag, defaults) for flag in flags]
+        params = [p for q in signature.parameters.values() for p in (options if q.name == "values" else [q])]
+
+        @functools.wraps(command)
+        def with_flags(**kwargs: Any) -> Any:
+            values = {flag.key: _typed(flag, kwargs.pop(_name(flag))) for flag in flags}
+            return command(**kwargs, values=values)
+
+        # typer reads the options from the signature (inspect.signature), which mypy does not know
+        with_flags.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        with_flags.__annotations__ = {p.name: p.annotation for p in params}
+        return typing.cast(Command, with_flags)
+
+    return decorate
+
+
+def _name(flag: Flag) -> str:
+    """The command's parameter for a flag: its first name without dashes (``hidden_size``)."""
+    return flag.decls.split("/")[0].lstrip("-").replace("-", "_")
+
+
+def _option(flag: Flag, defaults: Any) -> inspect.Parameter:
+    """A flag as a typer option (a list as comma-separated text), its default (the config's) in the
+    help: at its ``{default}``, else as typer shows one."""
+    kind = Path if flag.path else str if typing.get_origin(flag.kind) is list else flag.kind
+    value = None if defaults is None else functools.reduce(getattr, flag.key.split("."), defaults)
+    if isinstance(value, bool):
+        on, _, off = flag.decls.partition("/")
+        value = (on if value else off).lstrip("-")
+    shown = (
+        f"{value:g}" if isinstance(value, float) else ",".join(value) if isinstance(value, list) else value
+    )
+    said = "default: the preset's" if defaults is None else f"default {shown}"
+    show = "{default}" not in flag.help and shown not in (None, "") and str(shown)
+    info = Opt(flag.decls, help=flag.help.replace("{default}", said), show_default=show)
+    kinds = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Parameter(_name(flag), kinds, default=None, annotation=Annotated[kind | None, info])
+
+
+def _typed(flag: Flag, value: Any) -> Any:
+    """A flag's value for its field: a path as a string, a list from its comma-separated items."""
+    if value is None or not (flag.path or typing.get_origin(flag.kind) is list):
+        return value
+    return str(value) if flag.path else [item.strip() for item in value.split(",") if item.strip()]
+
+
+# -------------------------------------------------------------------------------------------------
+# a train command's run
 
 
 def _train_task(
-    flags: dict,
-    set_: list[str] | None,
-    *,
-    data: Path | None,
-    out: Path | None,
-    resume: Path | None,
-    force: bool,
-    quiet: bool,
-    saved: Callable[[Path], Any],
-    fresh: Callable[[], Any],
-    base: dict,
-    missing: str,
-    name: str,
-    report: Callable[[dict], str],
-) -> None:
-    """New run or ``--resume``: build the config from the flags, train (each rank under ``torchrun``),
-    report; exit 130 when stopped."""
-    from rnnkit.config import override
+    name: str, values: ConfigValues, set_: list[str] | None, *, data: object, base: dict[str, Any],
+    fresh: Callable[[], Any], default_out: Path | None, missing: str = "", saved: Callable[[Path], Any],
+    out: Path | None, resume: Path | None, force: bool, quiet: bool, report: Callable[[dict], str],
+    checkpoint_at_eval: bool = True,
+) -> None:  # fmt: skip
+    """A new run (``fresh()`` with ``base``, what DATA and the like set; ``missing`` says what to
+    give when DATA or a ``base`` value is None) or ``--resume``; then the flags' values and ``--set``
+    (typed, in that order), training (each rank under ``torchrun``) and its report; exit 130 when
+    stopped. ``checkpoint_at_eval``: ``--eval-interval`` sets the checkpoint interval as well (the
+    tasks' train commands; the char-RNN's has ``--checkpoint-interval`` for that)."""
+    from rnnkit.config import apply, override
     from rnnkit.tasks import TASKS
     from rnnkit.train.distributed import from_environment
     from rnnkit.train.run import train
 
-    assignments = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(set_ or [])
+    _setup_logging(quiet)
     if resume is not None:
-        if data is not None or (out is not None and out != resume):
+        if data or (out is not None and out != resume):
             raise UsageError("--resume: give the run folder only, no DATA or other --out")
         refuse_if_busy(resume)
-        config = override(saved(resume), assignments)
-        target = resume
+        config, target = saved(resume), resume
     else:
-        if data is None or any(v is None for v in base.values()):
+        if missing and (data is None or any(v is None for v in base.values())):
             raise UsageError(missing)
-        config = override(fresh(), [f"{k}={json.dumps(v)}" for k, v in base.items()] + assignments)
-        target = out if out is not None else Path("runs") / f"{name}-{data.stem}"
+        config = apply(fresh(), base)
+        target = out or default_out or Path("runs") / name
+    values = dict(values)
+    if checkpoint_at_eval and values.get("train.checkpoint_interval") is None:
+        values["train.checkpoint_interval"] = values.get("train.eval_interval")
+    config = override(apply(config, values), list(set_ or []))
     with from_environment(config.train.device) as place:
         if place.world_size > 1:
-            config = override(config, [f"train.device={json.dumps(place.device)}"])
+            config = apply(config, {"train.device": place.device})
             if place.rank:
                 _setup_logging(quiet=True)  # rank 0 speaks for the group
         progress = not quiet and sys.stderr.isatty() and place.rank == 0
-        resuming = resume is not None
-        summary = train(TASKS[name], config, target, force=force, resume=resuming, progress=progress)
+        summary = train(
+            TASKS[name], config, target, force=force, resume=resume is not None, progress=progress
+        )
     if place.rank:
         return
     log.log(logging.WARNING if quiet else logging.INFO, "%s; saved in %s", report(summary), target)
-    if summary.get("stopped") not in (None, "done"):
+    stopped = summary.get("stopped")
+    if stopped not in (None, "done"):
+        again = (
+            f"rnnkit train --resume {target}" if name == "lm" else f"rnnkit {name} train --resume {target}"
+        )
+        log.warning("stopped by %s at step %d; continue with: %s", stopped, summary["step"], again)
         raise typer.Exit(130)
     log.info("next: %s", NEXT_STEPS[name].format(run=target))
 
 
 NEXT_STEPS = {
+    "lm": "rnnkit sample {run}   (or rnnkit eval {run} FILE; rnnkit serve {run})",
     "classify": "rnnkit classify eval {run} TEST.csv   (echo 'some text' | rnnkit classify predict {run})",
     "tag": "rnnkit tag eval {run} TEST_FILE   (echo 'some text' | rnnkit tag predict {run})",
     "forecast": "rnnkit forecast eval {run}   (the test span against the naive baselines, and a plot)",
     "speech": "rnnkit speech eval {run} WAV_FOLDER   (rnnkit speech transcribe {run} FILE.wav)",
     "caption": "rnnkit caption eval {run} IMAGES CAPTIONS.csv   (rnnkit caption predict {run} PICTURE)",
 }
-"""What to run after each task's ``train`` (the language model's is in :func:`train`)."""
-
-
-def _budget_flags(batch_size, lr, max_steps, max_minutes, eval_interval, seed, device=None, threads=None):
-    """The training flags every task's train command has, as dotted config keys (None: keep the default)."""
-    return {
-        "train.batch_size": batch_size,
-        "train.lr": lr,
-        "train.max_steps": max_steps,
-        "train.max_minutes": max_minutes,
-        "train.eval_interval": eval_interval,
-        "train.checkpoint_interval": eval_interval,
-        "train.seed": seed,
-        "train.device": device,
-        "train.threads": threads,
-    }
+"""What to run after each task's ``train``."""
 
 
 def _read_lines(files: list[Path] | None, encoding: str) -> list[str]:

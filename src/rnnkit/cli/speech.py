@@ -9,24 +9,19 @@ from typing import Annotated
 import typer
 
 from rnnkit.cli.options import (
-    CellOpt,
+    CONFIG_FLAGS,
     CheckpointOpt,
-    DropoutOpt,
-    EvalIntervalOpt,
+    ConfigValues,
     ForceOpt,
-    LrOpt,
-    MaxStepsOpt,
     Opt,
     OutOpt,
     QuietOpt,
     ResumeOpt,
-    SeedOpt,
-    ThreadsOpt,
-    _budget_flags,
+    SetOpt,
     _setup_logging,
     _train_task,
+    config_flags,
     log,
-    minutes_opt,
 )
 from rnnkit.errors import UsageError
 
@@ -43,79 +38,30 @@ speech_app = typer.Typer(
     "  rnnkit speech train fsdd/recordings --out runs/flat --no-pyramid   # the same layers, reduction 1\n\n"
     "  rnnkit speech train fsdd/recordings --out runs/no-theo --holdout-speaker theo\n\n",
 )
+@config_flags("speech")
 def speech_train(
     wav_dir: Annotated[
         Path | None,
         typer.Argument(help="A folder of {digit}_{speaker}_{index}.wav files.", show_default=False),
     ] = None,
     out: OutOpt = None,
-    holdout_speaker: Annotated[
-        str | None, Opt(help="Test on all of this speaker's recordings; train on the others.")
-    ] = None,
-    pyramid_layers: Annotated[
-        int | None, Opt(help="Pyramidal layers above the bottom one, each halving the sequence (default 3).")
-    ] = None,
-    pyramid: Annotated[
-        bool | None,
-        Opt(
-            "--pyramid/--no-pyramid", help="Join neighbour pairs (default) or keep every frame (reduction 1)."
-        ),
-    ] = None,
-    odd: Annotated[str | None, Opt(help="Odd lengths in the pyramid: pad or drop.")] = None,
-    listener_size: Annotated[int | None, Opt(help="Units per direction in the listener.")] = None,
-    speller_size: Annotated[int | None, Opt(help="Units of the speller LSTM.")] = None,
-    ctc_weight: Annotated[float | None, Opt(help="Weight of a CTC loss on the listener (0: none).")] = None,
-    augment: Annotated[bool | None, Opt("--augment/--no-augment", help="SpecAugment-style masking.")] = None,
-    normalise: Annotated[str | None, Opt(help="Feature normalisation: utterance, global or none.")] = None,
-    cell: CellOpt = None,
-    dropout: DropoutOpt = None,
-    batch_size: Annotated[int | None, Opt(help="Recordings per batch.")] = None,
-    lr: LrOpt = None,
-    max_steps: MaxStepsOpt = None,
-    max_minutes: minutes_opt(10) = None,
-    eval_interval: EvalIntervalOpt = None,
-    seed: SeedOpt = None,
-    threads: ThreadsOpt = None,
+    values: ConfigValues = CONFIG_FLAGS,
     resume: ResumeOpt = None,
     force: ForceOpt = False,
-    set_: Annotated[
-        list[str] | None, Opt("--set", help="Any config field by dotted key (repeatable).")
-    ] = None,
+    set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a listener-speller on spoken digits (official split: index 0-4 is the test set)."""
     from rnnkit.tasks import speech
 
-    _setup_logging(quiet)
-    flags = {
-        "data.holdout_speaker": holdout_speaker,
-        "data.augment": augment,
-        "features.normalise": normalise,
-        "model.pyramid_layers": pyramid_layers,
-        "model.pyramid": pyramid,
-        "model.odd": odd,
-        "model.listener_size": listener_size,
-        "model.speller_size": speller_size,
-        "model.ctc_weight": ctc_weight,
-        "model.cell": cell,
-        "model.dropout": dropout,
-        **_budget_flags(batch_size, lr, max_steps, max_minutes, eval_interval, seed, threads=threads),
-    }
     _train_task(
-        flags,
-        set_,
-        data=wav_dir,
-        out=out,
-        resume=resume,
-        force=force,
-        quiet=quiet,
-        saved=speech.saved_speech_config,
-        fresh=speech.SpeechConfig,
+        "speech", values, set_, data=wav_dir, fresh=speech.SpeechConfig,
         base={"data.wav_dir": wav_dir and str(wav_dir)},
+        default_out=wav_dir and Path("runs") / f"speech-{wav_dir.stem}", saved=speech.saved_speech_config,
         missing="give the folder of WAV files, or --resume RUN",
-        name="speech",
+        out=out, resume=resume, force=force, quiet=quiet,
         report=lambda r: f"step {r['step']}, validation accuracy {r.get('val_accuracy', float('nan')):.4f}",
-    )
+    )  # fmt: skip
 
 
 BeamOpt = Annotated[int, Opt(help="Beam width (1: greedy).")]
@@ -133,10 +79,8 @@ def speech_eval(
     checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Word accuracy and character error rate on the run's test split (or held-out speaker)."""
-    import time
-
     from rnnkit.tasks import load_run
-    from rnnkit.tasks.speech import list_fsdd, scores, split_fsdd
+    from rnnkit.tasks.speech.metrics import evaluate_recordings
 
     _setup_logging()
     if split not in ("test", "val", "train"):
@@ -144,27 +88,15 @@ def speech_eval(
     if beam < 1 or decoder not in ("attention", "ctc"):
         raise UsageError("--beam: 1 or more; --decoder: attention or ctc")
     loaded = load_run(run, checkpoint, task="speech")
-    d = loaded.config.data
-    parts = split_fsdd(list_fsdd(wav_dir), d.holdout_speaker, d.val_fraction, loaded.config.train.seed)
-    chosen = parts[("train", "val", "test").index(split)]
-    started = time.perf_counter()
-    hyps = loaded.transcribe([u.path for u in chosen], beam=beam, decoder=decoder)
-    seconds = time.perf_counter() - started
-    found = scores([u.text for u in chosen], hyps)
-    wrong = [f"{u.path.name}: {h!r}" for u, h in zip(chosen, hyps, strict=True) if h != u.text]
-    result = found | {
-        "recordings": len(chosen), "split": split, "holdout_speaker": d.holdout_speaker or None,
-        "decoder": decoder, "beam": beam, "checkpoint": loaded.checkpoint, "seconds": round(seconds, 3),
-        "errors": wrong[:20],
-    }  # fmt: skip
+    result = evaluate_recordings(loaded, wav_dir, split=split, beam=beam, decoder=decoder)
     if json_:
         print(json.dumps(result))
         return
     print(
-        f"{wav_dir} ({split}, {len(chosen):,} recordings): accuracy {found['accuracy']:.4f}, "
-        f"CER {found['cer']:.4f} ({decoder}, beam {beam}, {seconds:.1f} s)"
+        f"{wav_dir} ({split}, {result['recordings']:,} recordings): accuracy {result['accuracy']:.4f}, "
+        f"CER {result['cer']:.4f} ({decoder}, beam {beam}, {result['seconds']:.1f} s)"
     )
-    for line in wrong[:10]:
+    for line in result["errors"][:10]:
         print(f"  {line}")
 
 

@@ -1,4 +1,5 @@
-"""Labelled text from CSV and TSV files, and the word/character tokens a classifier reads.
+"""Labelled text from CSV and TSV files, and the word/character tokens a classifier or a tagger reads
+(their tables are :class:`rnnkit.data.vocab.TokenTable` with :data:`TEXT_SPECIALS`).
 
 ``read_table`` takes a file, a text column and a label column (names, or 0-based numbers), finds the
 delimiter (tab for ``.tsv`` or a first line with a tab, else comma) and whether the first row is a
@@ -15,18 +16,19 @@ import io
 import itertools
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rnnkit.data.files import read_text_file
+from rnnkit.data.vocab import Specials
 from rnnkit.errors import DataError
 
 csv.field_size_limit(1 << 24)
 
 WORD_RE = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
-PAD, UNK = "<pad>", "<unk>"
+TEXT_SPECIALS = Specials(pad="<pad>", unk="<unk>")
+"""The specials of the classifier's and the tagger's token and bigram tables: ``<pad>`` 0, ``<unk>`` 1."""
 
 
 @dataclass
@@ -77,8 +79,11 @@ def read_table(
     delimiter = delimiter or sniff_delimiter(path, text.split("\n", 1)[0])
     # StringIO(newline="") splits on \n, \r and \r\n only: U+0085 inside a sentence stays text
     # TSV files in NLP are not quoted (a review may hold a lone "): quotes are text there, as in GLUE
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    reader = csv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=delimiter,
+        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
+    )
     rows: list[tuple[int, list[str]]] = []
     try:
         for row in reader:
@@ -155,28 +160,6 @@ def tokenize(text: str, kind: str) -> list[str]:
     if kind == "char":
         return [ch for ch in text if not ch.isspace()]
     return WORD_RE.findall(text.lower())
-
-
-@dataclass
-class TokenVocab:
-    """Tokens by frequency after ``<pad>`` (id 0) and ``<unk>`` (id 1)."""
-
-    tokens: list[str]
-
-    def __post_init__(self) -> None:
-        self.index = {token: i for i, token in enumerate(self.tokens)}
-
-    @classmethod
-    def build(cls, docs: Iterable[list[str]], min_count: int = 1, max_size: int = 50_000) -> TokenVocab:
-        counts = Counter(token for doc in docs for token in doc)
-        kept = [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_count]
-        return cls([PAD, UNK, *kept[: max(0, max_size - 2)]])
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def encode(self, tokens: list[str]) -> list[int]:
-        return [self.index.get(t, 1) for t in tokens]
 
 
 BOUNDARY = "\u2402"  # stands for the text's edge in a bigram key (a control picture, not text)

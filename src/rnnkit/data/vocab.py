@@ -1,16 +1,24 @@
-"""Vocabularies: Unicode characters kept by frequency (with an unknown token), or raw bytes.
+"""Vocabularies, the one module: the char-RNN's character or byte streams (:class:`Vocabulary`) and
+the token tables of the other tasks (:class:`TokenTable`), whose special tokens have named ids.
 
-Encoding is vectorised: text becomes an array of code points (``utf-32``), and one lookup table over
-all of Unicode maps code points to ids, so a character vocabulary encodes hundreds of MB/s.
+Stream encoding is vectorised: text becomes an array of code points (``utf-32``), and one lookup table
+over all of Unicode maps code points to ids, so a character vocabulary encodes hundreds of MB/s.
+
+A token table is stored as its token list (what each task writes into its checkpoint's config.json)
+and its ids are positions in that list, so a saved table reads back with the same ids. How text
+becomes tokens (caption words, a tagger's tokens, a transcript's characters) stays with each task.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from rnnkit.errors import DataError
 
 UNK = "\ufffd"  # how the unknown token prints: U+FFFD REPLACEMENT CHARACTER
 MAX_CODE_POINT = 0x110000
@@ -177,3 +185,128 @@ class StreamDecoder:
 
     def flush(self) -> str:
         return self._bytes.decode(b"", final=True) if self._bytes is not None else ""
+
+
+# -------------------------------------------------------------------------------------------------
+# token tables
+
+
+@dataclass(frozen=True)
+class Specials:
+    """The special tokens that open a :class:`TokenTable`, always in the order pad, start, end, unknown;
+    a table lacks those left ``None``. The order fixes the ids: the captioner's four are ``<pad>`` 0,
+    ``<start>`` 1, ``<end>`` 2, ``<unk>`` 3; the speech recogniser's ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2
+    (no unknown: a character it cannot write is an error); the classifier's and tagger's ``<pad>`` 0,
+    ``<unk>`` 1. The fields are the tokens as the table stores them."""
+
+    pad: str | None = None
+    start: str | None = None
+    end: str | None = None
+    unk: str | None = None
+
+    @property
+    def tokens(self) -> list[str]:
+        """The specials present, in id order."""
+        return [t for t in (self.pad, self.start, self.end, self.unk) if t is not None]
+
+    def id_of(self, token: str | None) -> int | None:
+        """The id of one of the specials (``None`` for a special the table lacks)."""
+        return None if token is None else self.tokens.index(token)
+
+
+ORDERS = ("count", "token")
+
+
+class TokenTable:
+    """Tokens and their ids: the :class:`Specials` first, then the tokens themselves.
+
+    ``pad_id``, ``start_id``, ``end_id`` and ``unk_id`` name the specials' ids (``None`` for those the
+    table lacks). ``sep`` joins decoded tokens (``" "`` for words, ``""`` for characters).
+
+    Args:
+        tokens: the whole list, specials included, as :attr:`tokens` gives it and a checkpoint stores it.
+        specials: the specials it opens with; a list that does not open with them is a ``ValueError``.
+    """
+
+    def __init__(
+        self, tokens: Sequence[str], specials: Specials, *, sep: str = "", max_length: int | None = None
+    ) -> None:
+        head = specials.tokens
+        if not all(isinstance(t, str) for t in tokens):
+            raise TypeError("tokens: expected a list of strings")
+        opening = list(tokens[: len(head)])
+        if opening != head:
+            raise ValueError(f"tokens: expected the table to open with {head}, got {opening}")
+        self.tokens = list(tokens)
+        self.specials, self.sep, self._max_length = specials, sep, max_length
+        # a token listed twice (a tagger's corpus may hold the word "<unk>") encodes to its last id
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        self.pad_id = specials.id_of(specials.pad)
+        self.start_id = specials.id_of(specials.start)
+        self.end_id = specials.id_of(specials.end)
+        self.unk_id = specials.id_of(specials.unk)
+        self.special_ids = list(range(len(head)))
+        """The ids of every special: what a bag of words or a score leaves out."""
+        self._silent = {i for i in (self.pad_id, self.start_id, self.end_id) if i is not None}
+
+    @classmethod
+    def build(
+        cls,
+        docs: Iterable[Iterable[str]],
+        specials: Specials,
+        min_count: int = 1,
+        max_size: int | None = None,
+        *,
+        order: str = "count",
+        sep: str = "",
+        max_length: int | None = None,
+    ) -> TokenTable:
+        """The tokens of ``docs`` seen ``min_count`` times or more, after the specials.
+
+        ``order="count"``: by falling count, ties in code-point order (the common tokens keep the same
+        ids whatever the rare ones are); ``order="token"``: in code-point order. ``max_size`` caps the
+        whole table, specials included (``None``: no cap).
+        """
+        if order not in ORDERS:
+            raise ValueError(f"order: expected one of {list(ORDERS)}, got {order!r}")
+        counts = Counter(t for doc in docs for t in doc)
+        kept = sorted(t for t, n in counts.items() if n >= min_count)  # code-point order
+        if order == "count":
+            kept.sort(key=lambda t: -counts[t])  # stable: equal counts stay in code-point order
+        head = specials.tokens
+        if max_size is not None:
+            kept = kept[: max(0, max_size - len(head))]
+        return cls([*head, *kept], specials, sep=sep, max_length=max_length)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def max_length(self) -> int:
+        """The longest output a decoder writes from this table, where the training data fixed one (the
+        speech recogniser's: its longest training transcript plus 5). Other tasks' limits come from
+        their configs: asking a table built without one is a ``ValueError``."""
+        if self._max_length is None:
+            raise ValueError("max_length: this token table has none (the task's config sets the limit)")
+        return self._max_length
+
+    def __repr__(self) -> str:
+        return f"TokenTable({len(self)} tokens, specials {self.specials.tokens})"
+
+    def encode(self, tokens: Iterable[str], what: str = "text") -> list[int]:
+        """The ids of ``tokens``. A token not in the table becomes ``unk_id``; in a table without an
+        unknown token it is a :class:`DataError` naming ``what`` and every missing token."""
+        index, unk = self.index, self.unk_id
+        if unk is not None:
+            return [index.get(t, unk) for t in tokens]
+        tokens = list(tokens)
+        missing = sorted({t for t in tokens if t not in index})
+        if missing:
+            raise DataError(f"{what}: not in the model's vocabulary: {' '.join(map(repr, missing))}")
+        return [index[t] for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``, tokens joined by ``sep``. Padding, start and end are not text and are
+        left out; the unknown token stays (it shows where a word was)."""
+        silent, tokens = self._silent, self.tokens
+        return self.sep.join(tokens[i] for i in map(int, ids) if i not in silent)

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 
 from rnnkit import xray
 from rnnkit.errors import RnnkitError, UsageError
-from rnnkit.generate import PoemForm, SamplingConfig, sample
+from rnnkit.generate import Piece, PoemForm, SamplingConfig, generate_pieces
 from rnnkit.serve.models import GenerateRequest, Served
 
 log = logging.getLogger("rnnkit.serve")
@@ -87,7 +87,6 @@ def inspection(name: str, found: xray.Activations, top: int, units: list[int]) -
 class Generation:
     served: Served
     body: GenerateRequest
-    prime_ids: list[int]
     form: PoemForm | None
     sampling: SamplingConfig
     gate: FairGate
@@ -96,21 +95,16 @@ class Generation:
 
 
 def prepare_generation(served: Served, body: GenerateRequest, gate: FairGate) -> Generation:
-    vocab = served.vocab
     form = None
     if body.acrostic or body.line_chars or body.lines:
         form = PoemForm(
-            vocab, line_chars=body.line_chars or 5, lines=body.lines or None, acrostic=body.acrostic
+            served.vocab, line_chars=body.line_chars or 5, lines=body.lines or None, acrostic=body.acrostic
         )
-    prime_ids = vocab.encode(body.prime).tolist()
-    if not prime_ids:  # start from a line break when the model knows one, else from its first token
-        newline = vocab.id_of("\n")
-        prime_ids = [newline if newline is not None else 0]
     try:
         sampling = SamplingConfig(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p)
     except UsageError as exc:  # a value out of range, like the field checks': 422
         raise HTTPException(422, str(exc).removeprefix("--")) from None
-    return Generation(served, body, prime_ids, form, sampling, gate)
+    return Generation(served, body, form, sampling, gate)
 
 
 BURST = 16
@@ -118,48 +112,41 @@ BURST = 16
 
 
 def tokens_of(job: Generation) -> Iterator[dict]:
-    """One dict per generated token: its text (possibly empty mid-character), and its candidates.
+    """One dict per generated token (:func:`rnnkit.generate.generate_pieces`' pieces): its text (possibly
+    empty mid-character), and its candidates.
 
     The model runs while holding a worker slot of ``job.gate``, ``BURST`` steps at a time, so a long
     generation and short ones share the slots fairly (none waits for another to finish) while the
     switching between them stays rare. The slot is never held while the caller has the token."""
     served, body = job.served, job.body
     vocab = served.vocab
-    banned = [vocab.unk_id] if vocab.unk_id is not None else []
-    seen: list[torch.Tensor] = []
-    observe = seen.append if body.candidates else None
-    decode = vocab.decoder()
-    stream = sample(
-        served.model, job.prime_ids, body.length, job.sampling, seed=body.seed, form=job.form, banned=banned,
-        observe=observe,
+    stream = generate_pieces(
+        served.model, vocab, body.prime, body.length, job.sampling, seed=body.seed, form=job.form,
+        stop=body.stop, logits=bool(body.candidates),
     )  # fmt: skip
-    text, done = "", False
+    done = False
     while not done:
-        burst: list[tuple[int, torch.Tensor | None]] = []
+        burst: list[Piece] = []
         if not job.gate.acquire(job.cancel):
             return
         try:
             for _ in range(BURST):
-                token = None if job.cancel.is_set() else next(stream, None)
-                if token is None:
+                piece = None if job.cancel.is_set() else next(stream, None)
+                if piece is None:
                     done = True
                     break
-                burst.append((int(token[0]), seen.pop()[0] if observe is not None else None))
+                burst.append(piece)
         finally:
             job.gate.release()
-        for token_id, logits in burst:
-            piece = decode(token_id)
-            event: dict = {"text": piece, "token": xray.token_label(vocab, token_id)}
-            if logits is not None:
-                event["p"] = round(float(torch.softmax(logits.float(), -1)[token_id]), 5)
-                event["candidates"] = xray.top_candidates(vocab, logits, body.candidates)
-            text += piece
+        for piece in burst:
+            if piece.token is None:  # the decoder's flush of an incomplete character
+                yield {"text": piece.text, "token": ""}
+                continue
+            event: dict = {"text": piece.text, "token": xray.token_label(vocab, piece.token)}
+            if piece.logits is not None:
+                event["p"] = round(float(torch.softmax(piece.logits.float(), -1)[piece.token]), 5)
+                event["candidates"] = xray.top_candidates(vocab, piece.logits, body.candidates)
             yield event
-            if body.stop and text.endswith(body.stop):
-                return
-    tail = decode.flush()
-    if tail:
-        yield {"text": tail, "token": ""}
 
 
 def collect(job: Generation) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rnnkit.config import check_rnn_fields
-from rnnkit.train.config import TrainConfig, task_training
+from rnnkit.train.config import TrainConfig, flag, task_training
 
 TASK = "caption"
 INJECT = ("first-step", "every-step")
@@ -13,30 +13,35 @@ INJECT = ("first-step", "every-step")
 
 @dataclass(kw_only=True)
 class CaptionModelConfig:
-    cell: str = "lstm"
+    cell: str = flag("lstm", "lstm, gru or rnn.")
     embedding_size: int = 128
-    hidden_size: int = 256
+    hidden_size: int = flag(256, "Units of the RNN.")
     num_layers: int = 1
-    dropout: float = 0.2
-    image_size: int = 64
-    """Pictures are scaled and centre-cropped to this many pixels a side."""
-    cnn_width: int = 16
-    """Channels of the first stage of the residual CNN (doubled at each of its 4 stages)."""
+    dropout: float = flag(0.2, "Dropout probability.")
+    image_size: int = flag(64, "Pixels a side after scaling and centre-cropping.")
+    cnn_width: int = flag(16, "Channels of the CNN's first stage (doubled at each of its 4 stages).")
     image_feature_size: int = 256
     """Size of the projected picture vector W v (the part of the first input that is the picture)."""
-    grid_size: int = 4
-    """The CNN's last feature map is average-pooled to grid_size x grid_size cells and flattened before
-    the projection, so v keeps where things are (1: global average pooling, which keeps what is in the
-    picture but not where: "red circle left of blue square" and its mirror give the same v)."""
-    inject: str = "first-step"
-    """first-step (the tutorial's CNN+RNN) or every-step."""
-    word_loss: float = 1.0
-    """Weight of the picture's bag-of-words loss: v also predicts which words the picture's captions use
-    (one sigmoid per word, from v alone). A direct signal for the CNN trained from scratch; 0: off."""
-    backbone: str = ""
-    """package.module:factory building another CNN; empty: the residual CNN written here."""
-    backbone_weights: str = ""
-    """A local state-dict file for the backbone (nothing is downloaded)."""
+    grid_size: int = flag(
+        4,
+        "Cells a side of the CNN grid the picture vector keeps: the last feature map is average-pooled "
+        "to a grid and flattened, so the vector keeps where things are (1: global average pooling, which "
+        "gives 'red circle left of blue square' and its mirror the same vector).",
+    )
+    inject: str = flag("first-step", "first-step (the tutorial's CNN+RNN) or every-step.")
+    word_loss: float = flag(
+        1.0,
+        "Weight of the picture's bag-of-words loss, which trains the CNN: the picture vector also "
+        "predicts which words its captions use (0: off).",
+    )
+    backbone: str = flag(
+        "",
+        "package.module:factory of another CNN (e.g. torchvision.models:resnet18); empty: the residual "
+        "CNN written here.",
+    )
+    backbone_weights: str = flag(
+        "", "The backbone's weights, a local state-dict file (nothing is downloaded)."
+    )
 
     def __post_init__(self) -> None:
         check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers", "image_size"))
@@ -55,11 +60,11 @@ class CaptionDataConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     """Shares of the pictures (never of the captions) held out for validation and for the test."""
-    min_count: int = 2
-    """Words seen fewer times in the training captions read as <unk>."""
+    min_count: int = flag(2, "Words seen fewer times in the training captions read as <unk>.")
     max_words: int = 30
-    flip: bool = False
-    """Mirror training pictures at random (off: it would swap "left of" and "right of")."""
+    flip: bool = flag(
+        False, "Mirror training pictures at random (off: it would swap 'left of' and 'right of')."
+    )
 
     def __post_init__(self) -> None:
         if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):

@@ -13,7 +13,6 @@ import io
 import json
 import random
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +21,11 @@ import torch
 from torch import Tensor
 
 from rnnkit.data.files import read_text_file
+from rnnkit.data.vocab import Specials, TokenTable
 from rnnkit.errors import DataError
 from rnnkit.tasks.caption.config import CaptionConfig
 
-PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
+SPECIALS = Specials(pad="<pad>", start="<start>", end="<end>", unk="<unk>")
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
@@ -37,7 +37,7 @@ def load_image(path: Path, size: int) -> Tensor:
     try:
         with Image.open(path) as opened:
             opened.load()
-            image = opened
+            image: Image.Image = opened
             if image.mode in ("RGBA", "LA", "P") and (image.mode != "P" or "transparency" in image.info):
                 rgba = image.convert("RGBA")
                 image = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -101,27 +101,20 @@ def read_captions(path: Path) -> Captions:
     return Captions(list(captions), captions)
 
 
-class WordVocab:
-    """``<pad>`` 0, ``<start>`` 1, ``<end>`` 2, ``<unk>`` 3, then words seen ``min_count`` times or more."""
+def word_table(tokens: list[str]) -> TokenTable:
+    """The captioner's words as its checkpoint lists them (``<pad>`` 0, ``<start>`` 1, ``<end>`` 2,
+    ``<unk>`` 3, then the words); decoded words are joined by spaces."""
+    return TokenTable(tokens, SPECIALS, sep=" ")
 
-    def __init__(self, tokens: list[str]) -> None:
-        self.tokens = tokens
-        self.index = {t: i for i, t in enumerate(tokens)}
 
-    @classmethod
-    def build(cls, captions: list[str], min_count: int = 1) -> WordVocab:
-        counts = Counter(w for c in captions for w in words(c))
-        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
-        return cls([PAD, START, END, UNK, *kept])
+def build_words(captions: list[str], min_count: int = 1) -> TokenTable:
+    """The words of ``captions`` seen ``min_count`` times or more, by falling count, after the specials."""
+    return TokenTable.build((words(c) for c in captions), SPECIALS, min_count, sep=" ")
 
-    def __len__(self) -> int:
-        return len(self.tokens)
 
-    def encode(self, caption: str) -> list[int]:
-        return [self.index.get(w, 3) for w in words(caption)]
-
-    def decode(self, ids: list[int]) -> str:
-        return " ".join(self.tokens[i] for i in ids if i >= 3)  # specials other than <unk> are not words
+def caption_ids(vocab: TokenTable, caption: str) -> list[int]:
+    """The ids of a caption's words; a word the table lacks is ``<unk>``."""
+    return vocab.encode(words(caption))
 
 
 # -------------------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rnnkit import decode
+from rnnkit.data.vocab import END_ID, START_ID
 from rnnkit.errors import UsageError
-from rnnkit.generate import select_state
 from rnnkit.nn import Recurrent
 from rnnkit.tasks.caption.config import CaptionModelConfig
 
@@ -159,95 +160,30 @@ class Captioner(nn.Module):
         out, state = self.rnn(x, state=state)
         return self.head(out[:, 0]), state
 
+    def step_of(self, v: Tensor):
+        """:meth:`step` as :mod:`rnnkit.decode` calls it, for the pictures ``v`` (one row each): the
+        picture enters at the first step, the one whose state is still ``None``."""
+        return lambda ids, state: self.step(ids, v, state, first=state is None)
+
     @torch.no_grad()
     def greedy(self, images: Tensor, max_words: int) -> list[list[int]]:
+        """The most likely word at each step: a caption of at most ``max_words`` words per picture."""
         v = self.features(images)
-        ids = torch.ones(v.shape[0], dtype=torch.long, device=v.device)
-        state, out, done = None, [], torch.zeros_like(ids, dtype=torch.bool)
-        for t in range(max_words + 1):
-            logits, state = self.step(ids, v, state, first=t == 0)
-            ids = logits.argmax(-1)
-            out.append(ids)
-            done |= ids == 2
-            if bool(done.all()):
-                break
-        rows = torch.stack(out, 1).tolist()
-        return [row[: row.index(2)] if 2 in row else row for row in rows]
+        start = torch.full((v.shape[0],), START_ID, dtype=torch.long, device=v.device)
+        return decode.greedy(self.step_of(v), start, max_len=max_words + 1, end_id=END_ID)
 
     @torch.no_grad()
     def beams(self, images: Tensor, beam_size: int, max_words: int, alpha: float = 1.0) -> list[list[int]]:
-        """:meth:`beam` for a batch of pictures at once: the N x K hypotheses are one batch of the RNN.
-
-        Each picture keeps the K best continuations of its live hypotheses (a finished one, ending in
-        ``<end>``, leaves its slot empty, scored -inf), and stops when K have finished or none is left;
-        the result is the same as :meth:`beam` picture by picture (tested).
-        """
+        """The best caption of each picture by log P / length^alpha (the length counts ``<end>``):
+        :func:`rnnkit.decode.beam_search`, the N x K hypotheses one batch of the RNN."""
         v = self.features(images)
-        n, k, device = v.shape[0], beam_size, v.device
-        scores = torch.full((n, k), float("-inf"), device=device)
-        scores[:, 0] = 0.0  # one empty hypothesis per picture to start from
-        tokens = torch.empty(n, k, 0, dtype=torch.long, device=device)
-        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]
-        done = [False] * n
-        state, rows = None, torch.arange(n, device=device)[:, None]
-        v = v.repeat_interleave(k, 0)  # picture i's vector for each of its K hypotheses
-        for t in range(max_words + 1):
-            prev = tokens[:, :, -1].reshape(-1) if t else torch.ones(n * k, dtype=torch.long, device=device)
-            logits, state = self.step(prev, v, state, first=t == 0)
-            logp = torch.log_softmax(logits.float(), -1).view(n, k, -1)
-            vocab = logp.shape[-1]
-            total = (scores[:, :, None] + logp).view(n, -1)  # (N, K*V)
-            best, flat = total.topk(min(k, total.shape[1]), dim=-1)
-            parent, word = flat // vocab, flat % vocab
-            tokens = torch.cat([tokens[rows, parent], word[:, :, None]], dim=-1)
-            ended = (word == 2) & torch.isfinite(best)
-            for i, j in ended.nonzero().tolist():
-                if not done[i]:
-                    ids = tokens[i, j].tolist()
-                    finished[i].append((float(best[i, j]) / len(ids) ** alpha, ids[:-1]))
-            scores = best.masked_fill(ended, float("-inf"))
-            alive = torch.isfinite(scores).any(1).tolist()
-            done = [d or len(f) >= k or not a for d, f, a in zip(done, finished, alive, strict=True)]
-            if all(done):
-                break
-            state = select_state(state, (rows * k + parent).reshape(-1))
-        out = []
-        for i in range(n):
-            if not finished[i]:  # none ended within max_words: the live ones, by the same measure
-                live = [(float(s) / max(1, tokens.shape[-1]) ** alpha, tokens[i, j].tolist())
-                        for j, s in enumerate(scores[i].tolist()) if s != float("-inf")]  # fmt: skip
-                finished[i] = live
-            out.append(max(finished[i], key=lambda f: f[0])[1])
-        return out
+        start = torch.full((v.shape[0],), START_ID, dtype=torch.long, device=v.device)
+        step = self.step_of(v.repeat_interleave(beam_size, 0))  # picture i's vector for each of its beams
+        found = decode.beam_search(
+            step, start, beam_size=beam_size, max_len=max_words + 1, end_id=END_ID, alpha=alpha
+        )
+        return [h.tokens for h in found]
 
-    @torch.no_grad()
     def beam(self, image: Tensor, beam_size: int, max_words: int, alpha: float = 1.0) -> list[int]:
-        """The best caption of one picture ``(1, 3, S, S)`` by log P / length^alpha."""
-        v = self.features(image)
-        beams: list[tuple[float, list[int]]] = [(0.0, [])]
-        state = None
-        finished: list[tuple[float, list[int]]] = []
-        for t in range(max_words + 1):
-            prev = torch.tensor([b[1][-1] if b[1] else 1 for b in beams], device=v.device)
-            logits, state = self.step(prev, v.expand(len(beams), -1), state, first=t == 0)
-            logp = torch.log_softmax(logits.float(), -1)
-            candidates = []
-            for i, (score, ids) in enumerate(beams):
-                values, index = logp[i].topk(min(beam_size, logp.shape[-1]))
-                candidates += [
-                    (score + s, [*ids, j], i) for s, j in zip(values.tolist(), index.tolist(), strict=True)
-                ]
-            candidates.sort(key=lambda c: -c[0])
-            beams, parents = [], []
-            for score, ids, parent in candidates[:beam_size]:
-                if ids[-1] == 2:
-                    finished.append((score / len(ids) ** alpha, ids[:-1]))
-                else:
-                    beams.append((score, ids))
-                    parents.append(parent)
-            if not beams or len(finished) >= beam_size:
-                break
-            state = select_state(state, torch.tensor(parents, device=v.device))
-        if not finished:
-            finished = [(score / max(1, len(ids)) ** alpha, ids) for score, ids in beams]
-        return max(finished, key=lambda f: f[0])[1]
+        """:meth:`beams` of one picture ``(1, 3, S, S)``."""
+        return self.beams(image, beam_size, max_words, alpha)[0]

@@ -6,6 +6,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -13,9 +14,19 @@ from torch.nn import functional as F
 
 from rnnkit.config import from_dict
 from rnnkit.data.buckets import BucketStream, pad
+from rnnkit.data.vocab import END_ID, START_ID, TokenTable
 from rnnkit.errors import CheckpointError, DataError
 from rnnkit.tasks.caption.config import TASK, CaptionConfig, CaptionModelConfig
-from rnnkit.tasks.caption.data import Split, WordVocab, load_image, load_split, normalised, prepare
+from rnnkit.tasks.caption.data import (
+    Split,
+    build_words,
+    caption_ids,
+    load_image,
+    load_split,
+    normalised,
+    prepare,
+    word_table,
+)
 from rnnkit.tasks.caption.metrics import bleu, describe
 from rnnkit.tasks.caption.model import Captioner
 from rnnkit.train.build import build_checked
@@ -39,11 +50,12 @@ class CaptionTask(Task):
     selection = ("val_bleu4", "max")
 
     def __init__(
-        self, config: CaptionConfig, train: Split, val: Split, vocab: WordVocab, world_size: int = 1
+        self, config: CaptionConfig, train: Split, val: Split, vocab: TokenTable, world_size: int = 1
     ) -> None:
         self.config, self.train, self.val, self.vocab = config, train, val, vocab
         limit = config.data.max_words
-        self.pairs = [(i, vocab.encode(c)[:limit]) for i, refs in enumerate(train.references) for c in refs]
+        captioned = [(i, c) for i, refs in enumerate(train.references) for c in refs]
+        self.pairs = [(i, caption_ids(vocab, c)[:limit]) for i, c in captioned]
         self.pairs = [(i, ids) for i, ids in self.pairs if ids]
         if not self.pairs:
             raise DataError(f"{config.data.captions}: no training caption has a word")
@@ -51,8 +63,8 @@ class CaptionTask(Task):
         self.bags = torch.zeros(len(train.references), len(vocab))
         for i, refs in enumerate(train.references):
             for caption in refs:
-                self.bags[i, vocab.encode(caption)] = 1.0
-        self.bags[:, :4] = 0.0
+                self.bags[i, caption_ids(vocab, caption)] = 1.0
+        self.bags[:, vocab.special_ids] = 0.0
         t = config.train
         words = [len(ids) for _, ids in self.pairs]
         self.stream = BucketStream(words, t.batch_size * world_size, t.seed, min_rows=world_size)
@@ -70,8 +82,8 @@ class CaptionTask(Task):
         if self.config.data.flip:
             flipped = torch.tensor([f for _, f in mine])
             images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
-        inputs, lengths = pad([[1, *self.pairs[r][1]] for r, _ in mine])
-        targets, _ = pad([[*self.pairs[r][1], 2] for r, _ in mine])
+        inputs, lengths = pad([[START_ID, *self.pairs[r][1]] for r, _ in mine])
+        targets, _ = pad([[*self.pairs[r][1], END_ID] for r, _ in mine])
         bags = self.bags[pictures]
         words = lambda rows: sum(len(self.pairs[r][1]) + 1 for r in rows)  # noqa: E731 (with <end>)
         shares = torch.tensor(
@@ -97,7 +109,7 @@ class CaptionTask(Task):
         return loss, None, int(images.shape[0])
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        hyps = describe(model, self.val.images, self.vocab, self.config.data.max_words)
+        hyps = describe(cast(Captioner, model), self.val.images, self.vocab, self.config.data.max_words)
         refs = [[normalised(r) for r in refs] for refs in self.val.references]
         found = bleu(hyps, refs)
         return {"val_bleu4": found["bleu4"], "val_bleu1": found["bleu1"]}
@@ -123,7 +135,7 @@ def prepare_task(config: CaptionConfig, setup: Setup) -> CaptionTask:
         trust_backbone(saved.model, config.model.backbone, setup.out)
         vocab = saved_vocab(setup.resumed)
     else:
-        vocab = WordVocab.build([c for n in train_names for c in captions.captions[n]], d.min_count)
+        vocab = build_words([c for n in train_names for c in captions.captions[n]], d.min_count)
     train = load_split(Path(d.images), train_names, captions, size)
     val = load_split(Path(d.images), val_names, captions, size)
     task = CaptionTask(config, train, val, vocab, world_size=setup.world_size)
@@ -137,7 +149,7 @@ def prepare_task(config: CaptionConfig, setup: Setup) -> CaptionTask:
 @dataclass
 class LoadedCaptioner:
     model: Captioner
-    vocab: WordVocab
+    vocab: TokenTable
     config: CaptionConfig
     checkpoint: str
 
@@ -154,9 +166,9 @@ def saved_caption_config(run_dir: Path) -> CaptionConfig:
     return config
 
 
-def saved_vocab(loaded) -> WordVocab:
+def saved_vocab(loaded) -> TokenTable:
     try:
-        return WordVocab(loaded.config["vocab"])
+        return word_table(loaded.config["vocab"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{loaded.folder}: config.json lacks the vocabulary ({exc})") from None
 

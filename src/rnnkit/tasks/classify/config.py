@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rnnkit.config import check_rnn_fields
-from rnnkit.train.config import TrainConfig, task_training
+from rnnkit.train.config import TrainConfig, flag, task_training
 
 TASK = "classify"
 POOLS = ("last", "mean", "max", "concat")
@@ -15,19 +15,19 @@ TRUNCATIONS = ("head", "tail", "both")
 
 @dataclass(kw_only=True)
 class ClassifierModelConfig:
-    cell: str = "lstm"
-    """lstm, gru or rnn."""
-    embedding_size: int = 128
-    hidden_size: int = 128
-    """Units per direction."""
-    num_layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.3
-    """Dropout on the embeddings, between layers and on the pooled representation."""
-    pool: str = "last"
-    """last (the final states, as above), mean or max over the real steps, or concat (all three)."""
-    bigram_size: int = 0
-    """Embedding size of each character's left and right bigrams; 0: none. Character tokens only."""
+    cell: str = flag("lstm", "lstm, gru or rnn.")
+    embedding_size: int = flag(128, "Token embedding size.")
+    hidden_size: int = flag(128, "Units per direction.")
+    num_layers: int = flag(1, "Stacked layers.")
+    bidirectional: bool = flag(True, "BiRNN or not.", name="--bidirectional/--unidirectional")
+    dropout: float = flag(0.3, "Dropout on the embeddings, between layers and on the pooled representation.")
+    pool: str = flag(
+        "last",
+        "last (the final states of both directions), mean or max over the real steps, or concat (all three).",
+    )
+    bigram_size: int = flag(
+        0, "Embedding size of each character's left and right bigrams (0: none). Character tokens only."
+    )
 
     def __post_init__(self) -> None:
         check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers"))
@@ -41,26 +41,27 @@ class ClassifierModelConfig:
 class ClassifierDataConfig:
     train: str = ""
     """The training file (CSV or TSV)."""
-    val: str = ""
-    """A validation file; empty: hold out val_fraction of the training rows (by seed)."""
+    val: str = flag(
+        "", "Validation file (default: hold out --val-fraction of the training rows, by seed).", path=True
+    )
     text_column: str = "1"
     label_column: str = "0"
-    tokens: str = "auto"
-    """auto, char or word."""
-    val_fraction: float = 0.1
-    max_tokens: int = 256
-    """Longer texts are cut to max_tokens tokens (see truncate)."""
-    truncate: str = "head"
-    """Which tokens of a longer text are kept: head (the first max_tokens), tail (the last) or both
-    (the first half and the last half: a review's opening and its verdict; Sun et al. 2019 found this
-    best for long reviews)."""
+    tokens: str = flag("auto", "auto, char (Chinese) or word.")
+    val_fraction: float = flag(0.1, "Share of the training rows held out.")
+    max_tokens: int = flag(256, "Cut longer texts to this many tokens (see --truncate).")
+    truncate: str = flag(
+        "head",
+        "What a cut text keeps: head (the first max-tokens), tail (the last) or both (the first "
+        "and last halves: a review's opening and its verdict; Sun et al. 2019 found this best for long "
+        "reviews).",
+    )
     min_count: int = 1
     """Keep tokens seen at least this often in training."""
     max_vocab: int = 50_000
     bigram_min_count: int = 2
     """Bigrams seen fewer times in training read as <unk>."""
     max_bigrams: int = 200_000
-    encoding: str = "utf-8"
+    encoding: str = flag("utf-8", "Text encoding of the files.")
 
     def __post_init__(self) -> None:
         if self.truncate not in TRUNCATIONS:
@@ -76,9 +77,12 @@ class ClassifierDataConfig:
 
 @dataclass(kw_only=True)
 class PretrainConfig:
-    minutes: float = 0.0
-    """Minutes of language-model pre-training on the training texts, taken out of train.max_minutes;
-    0 (and steps 0): none."""
+    minutes: float = flag(
+        0.0,
+        "First train the embedding and RNN as language models on the texts for this many minutes, "
+        "out of --max-minutes (0: none).",
+        name="--pretrain-minutes",
+    )
     steps: int = 0
     """Or a number of pre-training steps (when train.max_minutes is not the budget)."""
     eval_interval: int = 200
@@ -105,9 +109,11 @@ class ClassifierConfig:
     train: TrainConfig = field(
         default_factory=task_training(batch_size=64, warmup_steps=50, eval_interval=200, ema=0.995)
     )
-    members: int = 1
-    """Train an ensemble of this many classifiers and average their probabilities (see the module's
-    docstring); 1: one classifier."""
+    members: int = flag(
+        1,
+        "Train an ensemble of this many classifiers (seeds SEED, SEED+1, ...) and average their "
+        "probabilities; --max-minutes is shared out among them, --max-steps is each one's.",
+    )
 
     def __post_init__(self) -> None:
         if self.members < 1:

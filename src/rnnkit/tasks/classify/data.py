@@ -12,7 +12,8 @@ from pathlib import Path
 from torch import Tensor
 
 from rnnkit.data.buckets import pad
-from rnnkit.data.table import Table, TokenVocab, bigram_keys, read_table, tokenize
+from rnnkit.data.table import TEXT_SPECIALS, Table, bigram_keys, read_table, tokenize
+from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import DataError
 from rnnkit.tasks.classify.config import ClassifierConfig, ClassifierDataConfig
 
@@ -36,10 +37,10 @@ class Encoded:
 class TextInputs:
     """How texts become what the classifier reads: token ids, and bigram ids when it reads bigrams."""
 
-    vocab: TokenVocab
+    vocab: TokenTable
     kind: str
     max_tokens: int
-    bigrams: TokenVocab | None = None
+    bigrams: TokenTable | None = None
     truncate: str = "head"
 
     def tokens(self, text: str) -> list[str]:
@@ -108,5 +109,6 @@ def bigram_vocab(inputs: TextInputs) -> int:
 
 def saved_inputs(saved: dict, data: ClassifierDataConfig) -> TextInputs:
     """The text inputs a checkpoint's config.json describes (a run from before bigrams has none)."""
-    bigrams = TokenVocab(saved["bigrams"]) if saved.get("bigrams") else None
-    return TextInputs(TokenVocab(saved["vocab"]), saved["tokens"], data.max_tokens, bigrams, data.truncate)
+    bigrams = TokenTable(saved["bigrams"], TEXT_SPECIALS) if saved.get("bigrams") else None
+    vocab = TokenTable(saved["vocab"], TEXT_SPECIALS)
+    return TextInputs(vocab, saved["tokens"], data.max_tokens, bigrams, data.truncate)

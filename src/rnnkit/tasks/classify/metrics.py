@@ -1,10 +1,10 @@
 """Accuracy, macro-F1 and the confusion matrix; class probabilities of encoded rows; a trained
-classifier's scores on a labelled file."""
+classifier's scores on a labelled file, and its most likely label for each text."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
@@ -59,7 +59,8 @@ def predict_encoded(model: nn.Module, rows: Encoded, batch_size: int = 128) -> T
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(rows.ids)), key=lambda i: len(rows.ids[i]))
-    out = torch.empty(len(rows.ids), model.head.out_features)
+    classes = cast(nn.Linear, model.head).out_features  # every classifier ends in its linear head
+    out = torch.empty(len(rows.ids), classes)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         ids, lengths, bigrams = rows.batch(chunk)
@@ -79,3 +80,9 @@ def score_file(
         raise DataError(f"{path}: labels the model never saw: {', '.join(unknown[:5])}")
     pred = loaded.predict(table.texts).argmax(-1).tolist()
     return scores([index[y] for y in table.labels], pred, len(loaded.labels)) | {"rows": len(table.texts)}
+
+
+def predict_labels(loaded: LoadedClassifier | LoadedEnsemble, texts: list[str]) -> list[tuple[str, float]]:
+    """The most likely label of each text and its probability, by a trained classifier (or ensemble)."""
+    best, at = loaded.predict(texts).max(-1)
+    return [(loaded.labels[i], p) for p, i in zip(best.tolist(), at.tolist(), strict=True)]

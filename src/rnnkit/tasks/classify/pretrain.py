@@ -34,9 +34,13 @@ class TextLanguageModel(nn.Module):
     bidirectional RNN of more than one layer is refused: its upper layers see both sides of every step.
     """
 
-    def __init__(self, classifier: SequenceClassifier, vocab_size: int) -> None:
-        """``vocab_size``: the heads predict token ids below it; higher ids are scored as <unk> (1)."""
+    def __init__(self, classifier: SequenceClassifier, vocab_size: int, unk_id: int | None) -> None:
+        """``vocab_size``: the heads predict token ids below it; higher ids are scored as ``unk_id``, the
+        id of the token table's ``<unk>`` (which must be one of those predicted)."""
         super().__init__()
+        if unk_id is None or not 0 <= unk_id < vocab_size:
+            raise ValueError(f"unk_id: expected the id of <unk>, below vocab_size {vocab_size}; got {unk_id}")
+        self.unk_id = unk_id
         rnn = classifier.rnn
         if rnn.bidirectional and rnn.num_layers > 1:
             raise UsageError(
@@ -62,7 +66,7 @@ class TextLanguageModel(nn.Module):
 
     def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, int]:
         ahead, behind = self.predictions(ids, lengths)
-        ids = ids.masked_fill(ids >= self.next_head.out_features, 1)  # rare tokens: <unk>
+        ids = ids.masked_fill(ids >= self.next_head.out_features, self.unk_id)  # rare tokens: <unk>
         mask = torch.arange(ids.shape[1] - 1, device=ids.device)[None] < (lengths.to(ids.device)[:, None] - 1)
         loss = F.cross_entropy(ahead[mask].float(), ids[:, 1:][mask], reduction="sum")
         if behind is not None:

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnkit.data.buckets import BucketStream
-from rnnkit.data.table import TokenVocab, bigram_keys, choose_tokens
+from rnnkit.data.table import TEXT_SPECIALS, bigram_keys, choose_tokens
+from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.tasks.classify.config import TASK, ClassifierConfig
 from rnnkit.tasks.classify.data import (
@@ -107,7 +108,10 @@ class ClassifyTask(Task):
             self.config.train, max_minutes=p.minutes, max_steps=p.steps, eval_interval=p.eval_interval,
             checkpoint_interval=p.eval_interval,
         )  # fmt: skip
-        lm = TextLanguageModel(model, min(len(self.inputs.vocab), p.vocab))
+        from typing import cast
+
+        classifier = cast(SequenceClassifier, model)  # the model SPEC.build_model made for this task
+        lm = TextLanguageModel(classifier, min(len(self.inputs.vocab), p.vocab), self.inputs.vocab.unk_id)
         note = "pre-training the embedding and the RNN as language models on the training texts"
         return [
             Stage(lm, PretrainTask(self), pre, PRETRAIN, note=note),
@@ -154,12 +158,12 @@ def prepare_task(config: ClassifierConfig, setup: Setup) -> ClassifyTask:
             raise DataError(
                 f"{config.data.train}: only one label ({labels[0]!r}); a classifier needs two or more"
             )
-        inputs = TextInputs(TokenVocab([]), kind, d.max_tokens, truncate=d.truncate)
+        inputs = TextInputs(TokenTable.build([], TEXT_SPECIALS), kind, d.max_tokens, truncate=d.truncate)
         docs = [inputs.tokens(t) for t in train_table.texts]
-        inputs.vocab = TokenVocab.build(docs, d.min_count, d.max_vocab)
+        inputs.vocab = TokenTable.build(docs, TEXT_SPECIALS, d.min_count, d.max_vocab)
         if kind == "char" and config.model.bigram_size:
             pairs = (bigram_keys(doc, kind) for doc in docs)
-            inputs.bigrams = TokenVocab.build(pairs, d.bigram_min_count, d.max_bigrams)
+            inputs.bigrams = TokenTable.build(pairs, TEXT_SPECIALS, d.bigram_min_count, d.max_bigrams)
     train = encode_rows(train_table, inputs, labels, d.train)
     val = encode_rows(val_table, inputs, labels, d.val or d.train)
     task = ClassifyTask(config, train, val, inputs, labels, world_size=setup.world_size)
@@ -230,7 +234,7 @@ def load_one_classifier(run_dir: Path, which: str = "best", device: str = "cpu")
     loaded, config = task_config(run_dir, which, TASK, ClassifierConfig, "a classifier")
     try:
         inputs, labels = saved_inputs(loaded.config, config.data), loaded.config["labels"]
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{loaded.folder}: config.json lacks the vocabulary or labels ({exc})"
         ) from None

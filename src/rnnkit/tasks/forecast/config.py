@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rnnkit.config import check_rnn_fields
-from rnnkit.train.config import TrainConfig, task_training
+from rnnkit.train.config import TrainConfig, flag, task_training
 
 TASK = "forecast"
 TARGETS = ("level", "diff", "seasonal-diff")
@@ -13,10 +13,10 @@ TARGETS = ("level", "diff", "seasonal-diff")
 
 @dataclass(kw_only=True)
 class ForecastModelConfig:
-    cell: str = "lstm"
-    hidden_size: int = 64
-    num_layers: int = 1
-    dropout: float = 0.0
+    cell: str = flag("lstm", "lstm, gru or rnn.")
+    hidden_size: int = flag(64, "Units per layer.")
+    num_layers: int = flag(1, "Stacked layers.")
+    dropout: float = flag(0.0, "Dropout probability.")
 
     def __post_init__(self) -> None:
         check_rnn_fields(self, positive=("hidden_size", "num_layers"))
@@ -27,19 +27,23 @@ class ForecastDataConfig:
     path: str = ""
     column: str = ""
     """The column to forecast (a name or a 0-based number)."""
-    inputs: list[str] = field(default_factory=list)
-    """More columns the network reads (not forecast)."""
-    date_column: str = "auto"
-    """The column holding dates (auto: the first column whose values parse as dates; none: no dates)."""
-    window: int = 24
-    horizon: int = 1
-    season: int = 0
-    """Steps in one season for the seasonal-naive baseline and seasonal-diff (0: guess from the dates)."""
-    target: str = "level"
-    log: bool = False
-    """Model log(values) (multiplicative growth); the values must be positive."""
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    inputs: list[str] = flag(  # noqa: RUF009 (a dataclasses.field with a default factory)
+        help="More input columns the network reads (not forecast), comma-separated.", factory=list
+    )
+    date_column: str = flag(
+        "auto", "The dates' column (auto: the first column whose values parse as dates; none: no dates)."
+    )
+    window: int = flag(24, "Past steps the network reads.")
+    horizon: int = flag(1, "Steps ahead to forecast.")
+    season: int = flag(
+        0, "Steps per season, for the seasonal-naive baseline and seasonal-diff (0: guess from the dates)."
+    )
+    target: str = flag("level", "level, diff or seasonal-diff.")
+    log: bool = flag(
+        False, "Model the logarithm of the values (multiplicative growth; values must be positive)."
+    )
+    val_fraction: float = flag(0.15, "Share of the series (before the test span) for validation.")
+    test_fraction: float = flag(0.15, "Share of the series at its end held out for the test.")
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:

@@ -10,7 +10,7 @@ from rnnkit.config import check_rnn_fields
 from rnnkit.data.corpus import STDLIB
 from rnnkit.data.vocab import KINDS
 from rnnkit.errors import UsageError
-from rnnkit.train.config import TrainConfig
+from rnnkit.train.config import TrainConfig, flag
 
 TASK = "lm"
 
@@ -21,16 +21,13 @@ TASK = "lm"
 
 @dataclass(kw_only=True)
 class ModelConfig:
-    cell: str = "lstm"
-    """lstm, gru or rnn (the vanilla tanh RNN)."""
-    embedding_size: int = 128
-    """Size of the character embedding (the one-hot input times a learned matrix)."""
-    hidden_size: int = 256
-    """Units per recurrent layer."""
-    num_layers: int = 2
-    """Stacked recurrent layers."""
-    dropout: float = 0.0
-    """Dropout on the embedding, between layers and before the output layer."""
+    cell: str = flag("lstm", "lstm, gru or rnn (the vanilla tanh RNN).")
+    embedding_size: int = flag(
+        128, "Size of the character embedding (the one-hot input times a learned matrix)."
+    )
+    hidden_size: int = flag(256, "Units per recurrent layer.")
+    num_layers: int = flag(2, "Stacked recurrent layers.")
+    dropout: float = flag(0.0, "Dropout on the embedding, between layers and before the output layer.")
 
     def __post_init__(self) -> None:
         check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers"))
@@ -40,20 +37,24 @@ class ModelConfig:
 class DataConfig:
     sources: list[str] = field(default_factory=lambda: [STDLIB])
     """Files, folders, globs, chinese-poetry JSON files, or python-stdlib."""
-    vocab: str = "char"
-    """char (Unicode characters, by frequency) or byte (the 256 byte values)."""
-    max_vocab: int = 0
-    """Keep at most this many characters (the rest map to the unknown token); 0 keeps all."""
-    val_fraction: float = 0.05
-    """Fraction of the text held out for validation."""
-    split: str = "auto"
-    """tail (the last val_fraction of the text), files (whole files, by a stable hash of their
-    names), or auto (files for python-stdlib, tail otherwise)."""
-    encoding: str = "utf-8"
-    errors: str = "strict"
-    """What to do with bytes that are not valid in the encoding: strict (stop) or replace."""
-    strict_folders: bool = False
-    """In a folder, stop at a binary file instead of skipping it (hidden files are skipped always)."""
+    vocab: str = flag("char", "char (Unicode characters, by frequency) or byte (the 256 byte values).")
+    max_vocab: int = flag(0, "Keep the N most frequent characters (the rest read as unknown; 0: all).")
+    val_fraction: float = flag(0.05, "Fraction of the text held out for validation.")
+    split: str = flag(
+        "auto",
+        "tail (the last val-fraction of the text), files (whole files, by a stable hash of their "
+        "names), or auto (files for python-stdlib, tail otherwise).",
+    )
+    encoding: str = flag("utf-8", "Text encoding of the input files.")
+    errors: str = flag(
+        "strict", "What to do with bytes that are not valid in the encoding: strict (stop) or replace."
+    )
+    strict_folders: bool = flag(
+        False,
+        "In a folder, stop at the first binary file instead of skipping it (hidden files and folders "
+        "such as .git are always skipped; the skipped files are counted in the log).",
+        name="--strict/--skip-binary",
+    )
 
     def __post_init__(self) -> None:
         if self.vocab not in KINDS:
@@ -84,12 +85,10 @@ class LMTrainConfig(TrainConfig):
     """The engine's training settings, and the language model's own: its truncated-BPTT length, its
     validation budget and the samples it prints."""
 
-    seq_len: int = 64
-    """Steps of truncated BPTT: the gradient flows at most this far back."""
+    seq_len: int = flag(64, "Steps of truncated BPTT: the gradient flows at most this far back.")
     eval_tokens: int = 200_000
     """Evaluate on at most this many validation tokens (0: all of them)."""
-    sample_length: int = 200
-    """Characters of sample text printed at each evaluation (0: none)."""
+    sample_length: int = flag(200, "Characters of the sample printed at each evaluation (0: none).")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,5 +1,5 @@
 """The language model's task for the trainer (:class:`LMTask`), the loaded model of a trained run
-(``load_lm``, ``score_text``, ``generate_text``), ``prepare_task`` and :data:`SPEC`."""
+(``load_lm``, ``score_text``, ``score_files``, ``generate_text``), ``prepare_task`` and :data:`SPEC`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rnnkit.data.batching import StreamBatcher
 from rnnkit.data.corpus import EncodedCorpus
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.errors import CheckpointError, DataError, UsageError
-from rnnkit.generate import SamplingConfig, sample
+from rnnkit.generate import SamplingConfig, generate_pieces
 from rnnkit.nn import LSTMState
 from rnnkit.tasks.lm.config import TASK, LMConfig, describe_preset
 from rnnkit.tasks.lm.data import _encode, _saved_corpus
@@ -104,13 +104,16 @@ class LMTask(Task):
         return {"val_loss": loss, "val_bpc": loss / math.log(2)}
 
     def on_evaluate(self, model: nn.Module, step: int) -> None:
-        length = self.config.train.sample_length
-        if not length:
-            return
-        text = generate_text(
-            model, self.vocab, "\n", length, SamplingConfig(temperature=0.8), seed=self.sample_seed
+        if self.config.train.sample_length:
+            log.info("sample at step %d:\n%s", step, self.sample_text(model))
+
+    def sample_text(self, model: nn.Module) -> str:
+        """The sample printed at each evaluation: ``sample_length`` characters after a line break at
+        temperature 0.8, the same seed each time (so the samples show the model change, not the dice)."""
+        config = SamplingConfig(temperature=0.8)
+        return generate_text(
+            model, self.vocab, "\n", self.config.train.sample_length, config, seed=self.sample_seed
         )
-        log.info("sample at step %d:\n%s", step, text)
 
     def checkpoint_extras(self) -> dict:
         return {"vocab": self.vocab.to_dict(), "corpus": self.corpus.to_dict()}
@@ -173,6 +176,19 @@ def score_text(loaded: LoadedLM, text: str, name: str) -> dict:
     }
 
 
+def score_files(
+    loaded: LoadedLM, sources: list[str], encoding: str = "utf-8", errors: str = "strict"
+) -> list[dict]:
+    """:func:`score_text` of each file that ``sources`` name (files, folders, globs, as training reads
+    them), in order: what ``rnnkit eval`` prints."""
+    from rnnkit.data.corpus import read_chunks, resolve_sources
+
+    return [
+        score_text(loaded, "".join(read_chunks(doc, encoding, errors)), doc.name)
+        for doc in resolve_sources(sources)
+    ]
+
+
 def generate_text(
     model: nn.Module,
     vocab: Vocabulary,
@@ -181,14 +197,16 @@ def generate_text(
     config: SamplingConfig,
     seed: int | None = None,
 ) -> str:
-    ids = vocab.encode(prime).tolist() or [0]
-    banned = [vocab.unk_id] if vocab.unk_id is not None else []
-    decode = vocab.decoder()
+    """The whole text of :func:`rnnkit.generate.generate_pieces` (the prime not repeated), with the model in
+    eval mode for the while."""
     was_training = model.training
     model.eval()
-    text = "".join(decode(int(t[0])) for t in sample(model, ids, length, config, seed=seed, banned=banned))
-    model.train(was_training)
-    return text + decode.flush()
+    try:
+        return "".join(
+            piece.text for piece in generate_pieces(model, vocab, prime, length, config, seed=seed)
+        )
+    finally:
+        model.train(was_training)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -213,11 +231,12 @@ def prepare_task(config: LMConfig, setup: Setup) -> LMTask:
         corpus = _saved_corpus(out, setup.resumed)
     else:  # under DDP rank 0 encodes, and the other ranks read what it staged
         staging = setup.folder.stage() if setup.rank == 0 else None
-        corpus = _encode(config, staging) if staging is not None else None
+        encoded = _encode(config, staging) if staging is not None else None
         data = Path(from_rank0(str(staging))) / "data"
-        if corpus is None:
+        if encoded is None:
             info = json.loads((data / "corpus.json").read_text(encoding="utf-8"))
-            corpus = EncodedCorpus.load(data, Vocabulary.from_dict(info["vocab"]), info)
+            encoded = EncodedCorpus.load(data, Vocabulary.from_dict(info["vocab"]), info)
+        corpus = encoded
     task = LMTask(config, corpus, rank=setup.rank, world_size=setup.world_size, sample_seed=config.train.seed)
     corpus.folder = out / "data"  # a staged corpus's token files move there when the run commits
     if setup.resumed is None:

@@ -26,9 +26,10 @@ from __future__ import annotations
 from rnnkit.tasks.speech.config import TASK, SpeechConfig, SpeechDataConfig, SpeechModelConfig
 from rnnkit.tasks.speech.data import (
     DIGITS,
-    CharTable,
     Encoded,
     Utterance,
+    build_chars,
+    char_table,
     featurise,
     list_fsdd,
     pad_frames,
@@ -51,7 +52,6 @@ __all__ = [
     "DIGITS",
     "SPEC",
     "TASK",
-    "CharTable",
     "Encoded",
     "ListenAttendSpell",
     "LoadedSpeech",
@@ -61,6 +61,8 @@ __all__ = [
     "SpeechTask",
     "Speller",
     "Utterance",
+    "build_chars",
+    "char_table",
     "edit_distance",
     "featurise",
     "list_fsdd",

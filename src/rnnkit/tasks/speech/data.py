@@ -12,11 +12,12 @@ import torch
 from torch import Tensor
 
 from rnnkit.data.audio import FeatureConfig, features_of
+from rnnkit.data.vocab import Specials, TokenTable
 from rnnkit.errors import DataError, UsageError
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
-PAD, SOS, EOS = "<pad>", "<s>", "</s>"  # <pad> (id 0) is also CTC's blank
+SPECIALS = Specials(pad="<pad>", start="<s>", end="</s>")  # <pad> (id 0) is also CTC's blank
 
 
 @dataclass
@@ -67,31 +68,16 @@ def split_fsdd(
     return train, val, test
 
 
-class CharTable:
-    """Output characters: ``<pad>`` (0, also CTC's blank), ``<s>`` (1), ``</s>`` (2), then letters.
+def char_table(tokens: list[str], max_chars: int) -> TokenTable:
+    """The output characters as a checkpoint lists them (``<pad>`` 0, also CTC's blank, ``<s>`` 1,
+    ``</s>`` 2, then the letters); ``max_chars`` caps a decoded transcript (the table's ``max_length``)."""
+    return TokenTable(tokens, SPECIALS, max_length=max_chars)
 
-    ``max_chars`` caps a decoded transcript: the longest training transcript plus 5.
-    """
 
-    def __init__(self, tokens: list[str], max_chars: int) -> None:
-        self.tokens, self.max_chars = tokens, max_chars
-        self.index = {t: i for i, t in enumerate(tokens)}
-
-    @classmethod
-    def build(cls, texts: list[str]) -> CharTable:
-        return cls([PAD, SOS, EOS, *sorted({ch for t in texts for ch in t})], max(map(len, texts)) + 5)
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def encode(self, text: str) -> list[int]:
-        missing = sorted({ch for ch in text if ch not in self.index})
-        if missing:
-            raise DataError(f"transcript {text!r}: characters the model cannot write: {''.join(missing)}")
-        return [self.index[ch] for ch in text]
-
-    def decode(self, ids: list[int]) -> str:
-        return "".join(self.tokens[i] for i in ids if i > 2)
+def build_chars(texts: list[str]) -> TokenTable:
+    """The characters of ``texts`` in code-point order after the specials; a decoded transcript is
+    capped at the longest training transcript plus 5. A character outside it is an error, never <unk>."""
+    return TokenTable.build(texts, SPECIALS, order="token", max_length=max(map(len, texts)) + 5)
 
 
 @dataclass
@@ -101,9 +87,10 @@ class Encoded:
     names: list[str]
 
 
-def featurise(utterances: list[Utterance], config: FeatureConfig, chars: CharTable) -> Encoded:
+def featurise(utterances: list[Utterance], config: FeatureConfig, chars: TokenTable) -> Encoded:
     feats = [features_of(u.path, config) for u in utterances]
-    return Encoded(feats, [chars.encode(u.text) for u in utterances], [u.path.name for u in utterances])
+    targets = [chars.encode(u.text, what=f"transcript {u.text!r}") for u in utterances]
+    return Encoded(feats, targets, [u.path.name for u in utterances])
 
 
 def pad_frames(features: list[Tensor]) -> tuple[Tensor, Tensor]:

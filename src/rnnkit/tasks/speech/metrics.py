@@ -1,11 +1,23 @@
-"""Scores of transcripts (whole-word accuracy, character error rate) and batched transcription."""
+"""Scores of transcripts (whole-word accuracy, character error rate), batched transcription, and a
+trained recogniser's evaluation on a split of the recordings."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from torch import Tensor
 
-from rnnkit.tasks.speech.data import CharTable, pad_frames
+from rnnkit.data.vocab import TokenTable
+from rnnkit.tasks.speech.data import list_fsdd, pad_frames, split_fsdd
 from rnnkit.tasks.speech.model import ListenAttendSpell
+
+if TYPE_CHECKING:  # annotations only: the loaded recogniser sits above this module
+    from rnnkit.tasks.speech.task import LoadedSpeech
+
+SPLITS = ("train", "val", "test")
+"""The splits of the recordings, in the order :func:`~rnnkit.tasks.speech.data.split_fsdd` returns them."""
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -27,7 +39,7 @@ def scores(references: list[str], hypotheses: list[str]) -> dict:
 def transcribe_encoded(
     model: ListenAttendSpell,
     features: list[Tensor],
-    chars: CharTable,
+    chars: TokenTable,
     *,
     beam: int = 1,
     decoder: str = "attention",
@@ -37,7 +49,7 @@ def transcribe_encoded(
     device = next(model.parameters()).device
     out: list[str] = [""] * len(features)
     order = sorted(range(len(features)), key=lambda i: features[i].shape[0])
-    limit = chars.max_chars
+    limit = chars.max_length
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         x, lengths = pad_frames([features[i] for i in rows])
@@ -52,3 +64,24 @@ def transcribe_encoded(
         for i, ids in zip(rows, found, strict=True):
             out[i] = chars.decode(ids)
     return out
+
+
+def evaluate_recordings(
+    loaded: LoadedSpeech, wav_dir: Path, *, split: str = "test", beam: int = 1, decoder: str = "attention"
+) -> dict:
+    """:func:`scores` of a trained recogniser on one split of ``wav_dir`` (test, val or train), chosen as
+    its run chose them: the official test split (index 0-4) or the run's held-out speaker, and the
+    validation share drawn with the run's seed. Also the recordings it got wrong (the first 20) and the
+    seconds transcription took."""
+    d = loaded.config.data
+    parts = split_fsdd(list_fsdd(wav_dir), d.holdout_speaker, d.val_fraction, loaded.config.train.seed)
+    chosen = parts[SPLITS.index(split)]
+    started = time.perf_counter()
+    hyps = loaded.transcribe([u.path for u in chosen], beam=beam, decoder=decoder)
+    seconds = time.perf_counter() - started
+    wrong = [f"{u.path.name}: {h!r}" for u, h in zip(chosen, hyps, strict=True) if h != u.text]
+    return scores([u.text for u in chosen], hyps) | {
+        "recordings": len(chosen), "split": split, "holdout_speaker": d.holdout_speaker or None,
+        "decoder": decoder, "beam": beam, "checkpoint": loaded.checkpoint, "seconds": round(seconds, 3),
+        "errors": wrong[:20],
+    }  # fmt: skip

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rnnkit import decode
+from rnnkit.data.vocab import END_ID, PAD_ID, START_ID
 from rnnkit.errors import UsageError
 from rnnkit.nn import LSTMState, Pyramid
 from rnnkit.nn.cells import LSTMCell
@@ -71,8 +73,8 @@ class ListenAttendSpell(nn.Module):
         inputs = torch.zeros(len(targets), width, dtype=torch.long, device=device)
         gold = torch.full((len(targets), width), -100, dtype=torch.long, device=device)
         for i, t in enumerate(targets):
-            inputs[i, : len(t) + 1] = torch.tensor([1, *t], device=device)  # <s> y1 .. yn
-            gold[i, : len(t) + 1] = torch.tensor([*t, 2], device=device)  # y1 .. yn </s>
+            inputs[i, : len(t) + 1] = torch.tensor([START_ID, *t], device=device)  # <s> y1 .. yn
+            gold[i, : len(t) + 1] = torch.tensor([*t, END_ID], device=device)  # y1 .. yn </s>
         state, context = self.speller.start(memory)
         logits = []
         for i in range(width):
@@ -87,70 +89,66 @@ class ListenAttendSpell(nn.Module):
             flat = torch.tensor([c for t in targets for c in t], dtype=torch.long)
             target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
             ctc = F.ctc_loss(
-                logp, flat, out_lengths, target_lengths, blank=0, reduction="sum", zero_infinity=True
+                logp, flat, out_lengths, target_lengths, blank=PAD_ID, reduction="sum", zero_infinity=True
             )
         return attention, ctc, chars
 
+    def step_of(self, memory: Tensor, keys: Tensor, mask: Tensor, weights: list[Tensor] | None = None):
+        """:meth:`Speller.step` as :mod:`rnnkit.decode` calls it, over the listener's outputs (one row
+        each): its state is ``(LSTMState, context)``, batch first; ``weights`` collects each step's
+        attention ``(N, U)``."""
+
+        def step(prev: Tensor, state):
+            logits, lstm, context, w = self.speller.step(prev, state[0], state[1], memory, keys, mask)
+            if weights is not None:
+                weights.append(w)
+            return logits, (lstm, context)
+
+        return step
+
     @torch.no_grad()
     def greedy(self, feats: Tensor, lengths: Tensor, max_chars: int):
-        """Greedy transcripts of a batch, and each one's attention weights ``(chars, U)``."""
+        """Greedy transcripts of a batch, and each one's attention weights ``(chars + 1, U)`` (``</s>``
+        included)."""
         memory, out_lengths, mask, keys = self.listen(feats, lengths)
-        n = memory.shape[0]
-        state, context = self.speller.start(memory)
-        prev = torch.ones(n, dtype=torch.long, device=memory.device)
-        outs, weights, done = [], [], torch.zeros(n, dtype=torch.bool, device=memory.device)
-        for _ in range(max_chars + 1):
-            logits, state, context, w = self.speller.step(prev, state, context, memory, keys, mask)
-            prev = logits.argmax(-1)
-            outs.append(prev)
-            weights.append(w)
-            done |= prev == 2
-            if bool(done.all()):
-                break
-        ids = torch.stack(outs, 1).tolist()
+        start = torch.full((memory.shape[0],), START_ID, dtype=torch.long, device=memory.device)
+        weights: list[Tensor] = []
+        step = self.step_of(memory, keys, mask, weights)
+        ids = decode.greedy(step, start, self.speller.start(memory), max_len=max_chars + 1, end_id=END_ID)
         att = torch.stack(weights, 1)  # (N, steps, U)
-        result, maps = [], []
-        for i, row in enumerate(ids):
-            end = row.index(2) if 2 in row else len(row)
-            result.append(row[:end])
-            maps.append(att[i, : end + 1, : int(out_lengths[i])].cpu())
-        return result, maps
+        maps = [att[i, : len(row) + 1, : int(out_lengths[i])].cpu() for i, row in enumerate(ids)]
+        return ids, maps
+
+    @torch.no_grad()
+    def beams(
+        self, feats: Tensor, lengths: Tensor, beam_size: int, max_chars: int, alpha: float = 1.0
+    ) -> list[list[int]]:
+        """The best transcript of each utterance by log P / len^alpha (the length counts ``</s>``):
+        :func:`rnnkit.decode.beam_search`, the N x K hypotheses one batch of the speller."""
+        memory, _, mask, keys = self.listen(feats, lengths)
+        start = torch.full((memory.shape[0],), START_ID, dtype=torch.long, device=memory.device)
+        k = beam_size
+        step = self.step_of(
+            memory.repeat_interleave(k, 0), keys.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
+        )
+        found = decode.beam_search(
+            step, start, self.speller.start(memory), beam_size=k, max_len=max_chars + 1, end_id=END_ID,
+            alpha=alpha, select=decode.take_rows,
+        )  # fmt: skip
+        return [h.tokens for h in found]
 
     @torch.no_grad()
     def beam(self, feats: Tensor, length: int, beam_size: int, max_chars: int, alpha: float = 1.0):
-        """Beam search over one utterance ``(1, T, F)``: the best transcript by log P / len^alpha."""
-        memory, out_lengths, mask, keys = self.listen(feats, torch.tensor([length]))
-        state, context = self.speller.start(memory)
-        beams = [(0.0, [], state, context, [])]  # (log p, ids, state, context, weights)
-        finished = []
-        for _ in range(max_chars + 1):
-            prev = torch.tensor([b[1][-1] if b[1] else 1 for b in beams], device=memory.device)
-            k = len(beams)
-            st = LSTMState(torch.cat([b[2].h for b in beams]), torch.cat([b[2].c for b in beams]))
-            ctx = torch.cat([b[3] for b in beams])
-            logits, st, ctx, w = self.speller.step(
-                prev, st, ctx, memory.expand(k, -1, -1), keys.expand(k, -1, -1), mask.expand(k, -1)
-            )
-            logp = torch.log_softmax(logits.float(), -1)
-            candidates = []
-            for i, (score, ids, _, _, ws) in enumerate(beams):
-                values, index = logp[i].topk(min(beam_size, logp.shape[-1]))
-                for v, j in zip(values.tolist(), index.tolist(), strict=True):
-                    candidates.append((score + v, [*ids, j], i, [*ws, w[i].cpu()]))
-            candidates.sort(key=lambda c: -c[0])
-            beams = []
-            for score, ids, parent, ws in candidates[:beam_size]:  # the k best go on, or end here
-                if ids[-1] == 2:
-                    finished.append((score / (len(ids) ** alpha), ids[:-1], ws))
-                else:
-                    beams.append((score, ids, LSTMState(st.h[parent : parent + 1], st.c[parent : parent + 1]),
-                                  ctx[parent : parent + 1], ws))  # fmt: skip
-            if not beams or len(finished) >= beam_size:
-                break
-        if not finished:  # nothing ended within max_chars: take the best unfinished one
-            finished = [(b[0] / (len(b[1]) ** alpha), b[1], b[4]) for b in beams]
-        _, ids, ws = max(finished, key=lambda f: f[0])
-        return ids, torch.stack(ws)[:, : int(out_lengths[0])]
+        """:meth:`beams` of one utterance ``(1, T, F)``, and the attention weights ``(chars + 1, U)`` of
+        reading its transcript back."""
+        lengths = torch.tensor([length])
+        ids = self.beams(feats, lengths, beam_size, max_chars, alpha)[0]
+        memory, out_lengths, mask, keys = self.listen(feats, lengths)
+        weights: list[Tensor] = []
+        step, state = self.step_of(memory, keys, mask, weights), self.speller.start(memory)
+        for prev in [START_ID, *ids]:
+            _, state = step(torch.tensor([prev], device=memory.device), state)
+        return ids, torch.stack(weights, 1)[0, :, : int(out_lengths[0])].cpu()
 
     @torch.no_grad()
     def ctc_greedy(self, feats: Tensor, lengths: Tensor) -> list[list[int]]:
@@ -161,9 +159,9 @@ class ListenAttendSpell(nn.Module):
         best = self.ctc(memory).argmax(-1).tolist()
         result = []
         for row, n in zip(best, out_lengths.tolist(), strict=True):
-            ids, prev = [], 0
+            ids, prev = [], PAD_ID
             for label in row[:n]:
-                if label != prev and label > 2:
+                if label != prev and label > END_ID:  # the specials (blank, <s>, </s>) come first
                     ids.append(label)
                 prev = label
             result.append(ids)

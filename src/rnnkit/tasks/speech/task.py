@@ -7,18 +7,21 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from rnnkit.data.audio import features_of
 from rnnkit.data.buckets import BucketStream
+from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import CheckpointError
 from rnnkit.tasks.speech.config import TASK, SpeechConfig
 from rnnkit.tasks.speech.data import (
-    CharTable,
     Encoded,
     apply_norm,
+    build_chars,
+    char_table,
     featurise,
     global_stats,
     list_fsdd,
@@ -49,7 +52,7 @@ class SpeechTask(Task):
     selection = ("val_accuracy", "max")
 
     def __init__(
-        self, config: SpeechConfig, train: Encoded, val: Encoded, chars: CharTable, norm: dict,
+        self, config: SpeechConfig, train: Encoded, val: Encoded, chars: TokenTable, norm: dict,
         world_size: int = 1,
     ) -> None:  # fmt: skip
         self.config, self.train, self.val, self.chars, self.norm = config, train, val, chars, norm
@@ -90,7 +93,7 @@ class SpeechTask(Task):
             x, lengths = pad_frames(self.val.features[start : start + 128])
             attention, _, chars = model(x.to(device), lengths, self.val.targets[start : start + 128])
             total, count = total + float(attention), count + chars
-        hyps = transcribe_encoded(model, self.val.features, self.chars)
+        hyps = transcribe_encoded(cast(ListenAttendSpell, model), self.val.features, self.chars)
         found = scores([self.chars.decode(t) for t in self.val.targets], hyps)
         return {"val_loss": total / count, "val_accuracy": found["accuracy"], "val_cer": found["cer"]}
 
@@ -100,7 +103,7 @@ class SpeechTask(Task):
     def checkpoint_extras(self) -> dict:
         return {
             "chars": self.chars.tokens,
-            "max_chars": self.chars.max_chars,
+            "max_chars": self.chars.max_length,
             "norm": self.norm,
         }
 
@@ -118,7 +121,7 @@ def prepare_task(config: SpeechConfig, setup: Setup) -> SpeechTask:
     if setup.resumed is not None:
         chars, norm = saved_chars(setup.resumed)
     else:
-        chars, norm = CharTable.build([u.text for u in train_u]), {}
+        chars, norm = build_chars([u.text for u in train_u]), {}
     train = featurise(train_u, config.features, chars)
     val = featurise(val_u, config.features, chars)
     if config.features.normalise == "global":
@@ -138,7 +141,7 @@ def prepare_task(config: SpeechConfig, setup: Setup) -> SpeechTask:
 @dataclass
 class LoadedSpeech:
     model: ListenAttendSpell
-    chars: CharTable
+    chars: TokenTable
     norm: dict
     config: SpeechConfig
     checkpoint: str
@@ -150,10 +153,11 @@ class LoadedSpeech:
         return transcribe_encoded(self.model, self.features(paths), self.chars, beam=beam, decoder=decoder)
 
 
-def saved_chars(loaded) -> tuple[CharTable, dict]:
+def saved_chars(loaded) -> tuple[TokenTable, dict]:
     """The output characters and feature normalisation a checkpoint's config.json records."""
     try:
-        return CharTable(loaded.config["chars"], loaded.config["max_chars"]), loaded.config.get("norm") or {}
+        chars = char_table(loaded.config["chars"], loaded.config["max_chars"])
+        return chars, loaded.config.get("norm") or {}
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{loaded.folder}: config.json lacks the output characters ({exc})") from None
 
@@ -182,7 +186,7 @@ def plot_attention(loaded: LoadedSpeech, path: Path, out: Path) -> str:
 
     feats = loaded.features([path])[0]
     model = loaded.model
-    ids, maps = model.greedy(feats[None], torch.tensor([feats.shape[0]]), loaded.chars.max_chars)
+    ids, maps = model.greedy(feats[None], torch.tensor([feats.shape[0]]), loaded.chars.max_length)
     text, weights = loaded.chars.decode(ids[0]), maps[0].numpy()
     labels = [*text, "</s>"]
     hop = loaded.config.features.hop_ms / 1000

@@ -5,24 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rnnkit.config import check_rnn_fields
-from rnnkit.train.config import TrainConfig, task_training
+from rnnkit.train.config import TrainConfig, flag, task_training
 
 TASK = "tag"
 
 
 @dataclass(kw_only=True)
 class TaggerModelConfig:
-    cell: str = "lstm"
-    embedding_size: int = 128
-    hidden_size: int = 128
-    """Units per direction."""
-    num_layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.2
-    crf: bool = True
-    """A CRF output layer (Viterbi decoding) instead of a softmax at each step."""
-    bigram_size: int = 64
-    """Embedding size of each character's left and right bigrams; 0: none. Character tokens only."""
+    cell: str = flag("lstm", "lstm, gru or rnn.")
+    embedding_size: int = flag(128, "Token embedding size.")
+    hidden_size: int = flag(128, "Units per direction.")
+    num_layers: int = flag(1, "Stacked layers.")
+    bidirectional: bool = flag(True, "BiRNN or not.", name="--bidirectional/--unidirectional")
+    dropout: float = flag(0.2, "Dropout probability.")
+    crf: bool = flag(True, "A CRF output layer (Viterbi decoding) or a softmax at each step.")
+    bigram_size: int = flag(
+        64, "Embedding size of each character's left and right bigrams (0: none). Character tokens only."
+    )
 
     def __post_init__(self) -> None:
         check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers"))
@@ -33,20 +32,22 @@ class TaggerModelConfig:
 @dataclass(kw_only=True)
 class TaggerDataConfig:
     train: str = ""
-    val: str = ""
-    """A validation file; empty: hold out val_fraction of the training sentences (by seed)."""
+    val: str = flag(
+        "",
+        "Validation file (default: hold out --val-fraction of the training sentences, by seed).",
+        path=True,
+    )
     format: str = "conll"
     """conll or segmented."""
-    tokens: str = "auto"
-    """auto, char or word."""
-    val_fraction: float = 0.05
+    tokens: str = flag("auto", "auto, char or word.")
+    val_fraction: float = flag(0.05, "Share of the training sentences held out.")
     max_tokens: int = 200
     """Longer sentences are cut into pieces of at most this many tokens."""
     min_count: int = 1
     max_vocab: int = 50_000
     bigram_min_count: int = 2
     max_bigrams: int = 200_000
-    encoding: str = "utf-8"
+    encoding: str = flag("utf-8", "Text encoding of the files.")
 
     def __post_init__(self) -> None:
         if self.format not in ("conll", "segmented"):

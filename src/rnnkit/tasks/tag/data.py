@@ -10,7 +10,8 @@ from torch import Tensor
 
 from rnnkit.data.buckets import pad, padded_width
 from rnnkit.data.seqlabel import Sentences, read_sentences
-from rnnkit.data.table import TokenVocab, bigram_keys, token_key
+from rnnkit.data.table import bigram_keys, token_key
+from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import DataError
 from rnnkit.tasks.tag.config import TaggerConfig
 
@@ -29,9 +30,9 @@ def chunk(sentences: Sentences, limit: int) -> Sentences:
 class Inputs:
     """What the tagger reads for a set of sentences: token ids and (optionally) bigram ids."""
 
-    vocab: TokenVocab
+    vocab: TokenTable
     kind: str
-    bigrams: TokenVocab | None = None
+    bigrams: TokenTable | None = None
 
     def encode(self, words: list[str]) -> tuple[list[int], list[int] | None]:
         ids = self.vocab.encode([token_key(w, self.kind) for w in words])
@@ -58,7 +59,9 @@ class EncodedTags:
 
 
 def encode(sentences: Sentences, inputs: Inputs, tag_index: dict[str, int], path: str) -> EncodedTags:
-    ids, tags, bigrams = [], [], []
+    ids: list[list[int]] = []
+    tags: list[list[int]] = []
+    bigrams: list[list[int]] = []
     for words, labels in zip(sentences.tokens, sentences.tags, strict=True):
         unknown = [t for t in labels if t not in tag_index]
         if unknown:
@@ -67,7 +70,8 @@ def encode(sentences: Sentences, inputs: Inputs, tag_index: dict[str, int], path
             )
         row, pairs = inputs.encode(words)
         ids.append(row)
-        bigrams.append(pairs)
+        if pairs is not None:
+            bigrams.append(pairs)
         tags.append([tag_index[t] for t in labels])
     return EncodedTags(ids, tags, bigrams if inputs.bigrams is not None else None)
 

@@ -1,8 +1,17 @@
-"""The tagger's scores: word segmentation for ``segmented`` data, entities (seqeval) for ``conll``."""
+"""The tagger's scores: word segmentation for ``segmented`` data, entities (seqeval) for ``conll``; a
+trained tagger's scores on a tagged file, and its tags for raw lines of text."""
 
 from __future__ import annotations
 
-from rnnkit.data.seqlabel import entity_scores, segmentation_scores
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rnnkit.data.seqlabel import entity_scores, read_sentences, segmentation_scores, tags_to_words
+from rnnkit.errors import DataError
+
+if TYPE_CHECKING:  # annotations only: the loaded tagger sits above this module
+    from rnnkit.tasks.tag.task import LoadedTagger
 
 
 def score(fmt: str, tags: list[str], gold: list[list[int]], pred: list[list[int]]) -> dict[str, float]:
@@ -11,3 +20,42 @@ def score(fmt: str, tags: list[str], gold: list[list[int]], pred: list[list[int]
     if fmt == "segmented":
         return segmentation_scores(names(gold), names(pred))
     return entity_scores(names(gold), names(pred))
+
+
+def score_file(loaded: LoadedTagger, path: Path, fmt: str = "", encoding: str = "utf-8") -> dict:
+    """:func:`score` of a trained tagger on a tagged file (``fmt``: conll or segmented; empty: the
+    format the run was trained on), with the sentence count and the scoring used. A tag the model
+    never saw is a one-line error rather than a score that silently counts it wrong."""
+    fmt = fmt or loaded.config.data.format
+    sentences = read_sentences(path, fmt, encoding)
+    unknown = sorted({t for s in sentences.tags for t in s} - set(loaded.tags))
+    if unknown:
+        raise DataError(f"{path}: tags the model never saw: {', '.join(unknown[:5])}")
+    index = {t: i for i, t in enumerate(loaded.tags)}
+    pred = loaded.tag(sentences.tokens)
+    gold = [[index[t] for t in s] for s in sentences.tags]
+    found: dict = score(fmt, loaded.tags, gold, [[index[t] for t in s] for s in pred])
+    scoring = "sighan-words" if fmt == "segmented" else "seqeval-entities"
+    return found | {"sentences": len(gold), "scoring": scoring}
+
+
+@dataclass
+class TaggedLine:
+    """A raw line as the tagger read it: its tokens and their tags, and for a word-segmentation model
+    the words the tags mark (None for a conll model)."""
+
+    tokens: list[str]
+    tags: list[str]
+    words: list[str] | None
+
+
+def tag_lines(loaded: LoadedTagger, lines: list[str]) -> list[TaggedLine]:
+    """Tag raw lines of text the way the run tokenised its training data: a character model reads each
+    character that is not white space, a word model the words between white space."""
+    chars = loaded.inputs.kind == "char"
+    sentences = [[c for c in line if not c.isspace()] if chars else line.split() for line in lines]
+    segmented = loaded.config.data.format == "segmented"
+    return [
+        TaggedLine(tokens, tags, tags_to_words(tokens, tags) if segmented else None)
+        for tokens, tags in zip(sentences, loaded.tag(sentences), strict=True)
+    ]

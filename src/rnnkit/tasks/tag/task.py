@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from rnnkit.data.buckets import BucketStream
-from rnnkit.data.table import TokenVocab, bigram_keys, choose_tokens, token_key
+from rnnkit.data.table import TEXT_SPECIALS, bigram_keys, choose_tokens, token_key
+from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import CheckpointError
 from rnnkit.tasks.tag.config import TASK, TaggerConfig
 from rnnkit.tasks.tag.data import EncodedTags, Inputs, chunk, encode, load_sentences, sort_tags
@@ -65,6 +66,9 @@ class TagTask(Task):
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Loss and F1 from one pass: the emissions of each batch give both."""
+        from typing import cast
+
+        tagger = cast(Tagger, model)  # the model SPEC.build_model made for this task
         total, tokens = 0.0, 0
         device = next(model.parameters()).device
         order = sorted(range(len(self.val.ids)), key=lambda i: len(self.val.ids[i]))
@@ -74,10 +78,10 @@ class TagTask(Task):
                 rows = order[start : start + 128]
                 ids, lengths, bigrams = self.val.batch(rows)
                 tags = self.val.tag_batch(rows, ids.shape[1])
-                scores = model.emissions(ids.to(device), lengths, to_device(bigrams, device))
-                total += float(model.loss_of(scores, lengths, tags.to(device)))
+                scores = tagger.emissions(ids.to(device), lengths, to_device(bigrams, device))
+                total += float(tagger.loss_of(scores, lengths, tags.to(device)))
                 tokens += int(lengths.sum())
-                for i, found_tags in zip(rows, model.decode_scores(scores, lengths), strict=True):
+                for i, found_tags in zip(rows, tagger.decode_scores(scores, lengths), strict=True):
                     pred[i] = found_tags
         found = score(self.config.data.format, self.tags, self.val.tags, pred)
         return {"val_loss": total / tokens, "val_f1": found["f1"]}
@@ -124,10 +128,10 @@ def prepare_task(config: TaggerConfig, setup: Setup) -> TagTask:
         kind = d.tokens if d.tokens != "auto" else choose_tokens(" ".join(s) for s in train_sents.tokens)
         tags = sort_tags({t for sentence in train_sents.tags for t in sentence})
         docs = ([token_key(w, kind) for w in s] for s in train_sents.tokens)
-        inputs = Inputs(TokenVocab.build(docs, d.min_count, d.max_vocab), kind)
+        inputs = Inputs(TokenTable.build(docs, TEXT_SPECIALS, d.min_count, d.max_vocab), kind)
         if kind == "char" and config.model.bigram_size:
             pairs = (bigram_keys(s, kind) for s in train_sents.tokens)
-            inputs.bigrams = TokenVocab.build(pairs, d.bigram_min_count, d.max_bigrams)
+            inputs.bigrams = TokenTable.build(pairs, TEXT_SPECIALS, d.bigram_min_count, d.max_bigrams)
     index = {t: i for i, t in enumerate(tags)}
     train = encode(train_sents, inputs, index, d.train)
     val = encode(chunk(val_sents, d.max_tokens), inputs, index, d.val or d.train)
@@ -147,10 +151,10 @@ def bigram_size_of(inputs: Inputs) -> int:
 def saved_inputs(saved: dict, where) -> tuple[Inputs, list[str]]:
     """The vocabularies and tags a checkpoint's config.json records."""
     try:
-        bigrams = TokenVocab(saved["bigrams"]) if saved.get("bigrams") else None
-        inputs = Inputs(TokenVocab(saved["vocab"]), saved["tokens"], bigrams)
+        bigrams = TokenTable(saved["bigrams"], TEXT_SPECIALS) if saved.get("bigrams") else None
+        inputs = Inputs(TokenTable(saved["vocab"], TEXT_SPECIALS), saved["tokens"], bigrams)
         return inputs, saved["tags"]
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise CheckpointError(f"{where}: config.json lacks the vocabulary or tags ({exc})") from None
 
 
@@ -171,7 +175,7 @@ class LoadedTagger:
             for start in range(0, len(words), limit):
                 ids, pairs = self.inputs.encode(words[start : start + limit])
                 rows.ids.append(ids)
-                if rows.bigrams is not None:
+                if rows.bigrams is not None and pairs is not None:  # both or neither: self.inputs.bigrams
                     rows.bigrams.append(pairs)
                 owners.append(i)
         out: list[list[str]] = [[] for _ in sentences]
