@@ -112,3 +112,19 @@ def test_step_ends_in_update_which_leaves_its_inputs_alone(name, monkeypatch):
     assert len(calls) == 1
     (out.h if name == "lstm" else out).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_unrolled_layer_runs_under_cpu_bf16_autocast(cell):
+    """The unrolled backend under bf16 autocast: the gate pre-activations are bf16 while the carried
+    state may be fp32 (the GRU's update once used torch.lerp, which refuses mixed dtypes)."""
+    from rnnkit.nn import Recurrent
+
+    torch.manual_seed(0)
+    layer = Recurrent(8, 16, cell=cell, backend="unrolled")
+    x = torch.randn(3, 5, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = layer(x)
+    reference, _ = layer(x)
+    assert out.shape == (3, 5, 16) and torch.isfinite(out).all()
+    assert torch.allclose(out.float(), reference, atol=0.1)

@@ -292,7 +292,8 @@ class GRUCell(CellBase):
         rz = (gi[:, : 2 * size] + gh[:, : 2 * size]).sigmoid_()
         r, z = rz[:, :size], rz[:, size:]  # each (N, H)
         n = torch.addcmul(gi[:, 2 * size :], r, gh[:, 2 * size :]).tanh_()
-        return torch.lerp(n, h, z)  # (1 - z) * n + z * h
+        # not torch.lerp: under autocast n is bf16 while h stays fp32, which lerp refuses
+        return n + z * (h - n)  # = (1 - z) * n + z * h
 
     @staticmethod
     def step(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
