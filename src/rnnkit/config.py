@@ -260,3 +260,15 @@ def _expected(key: str, error: Any) -> str:
     wanted = _EXPECTED.get(error["type"])
     said = f"expected {wanted}" if wanted else " ".join(str(error["msg"]).splitlines())
     return f"{key}: {said}, got {error['input']!r}"
+
+
+def check_text_data_fields(config: Any) -> None:
+    """The checks the token-table tasks' data configs (classify, tag) share: a known tokenisation, a
+    held-out fraction in (0, 0.9), positive sizes and counts."""
+    if config.tokens not in ("auto", "char", "word"):
+        raise ValueError(f"tokens: expected auto, char or word, got {config.tokens!r}")
+    if not 0 < config.val_fraction < 0.9:
+        raise ValueError(f"val_fraction: expected a fraction in (0, 0.9), got {config.val_fraction}")
+    for name in ("max_tokens", "min_count", "max_vocab", "bigram_min_count", "max_bigrams"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {getattr(config, name)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rnnkit.config import check_rnn_fields
+from rnnkit.config import check_rnn_fields, check_text_data_fields
 from rnnkit.train.config import TrainConfig, flag, task_training
 
 TASK = "tag"
@@ -52,13 +52,7 @@ class TaggerDataConfig:
     def __post_init__(self) -> None:
         if self.format not in ("conll", "segmented"):
             raise ValueError(f"format: expected conll or segmented, got {self.format!r}")
-        if self.tokens not in ("auto", "char", "word"):
-            raise ValueError(f"tokens: expected auto, char or word, got {self.tokens!r}")
-        if not 0 < self.val_fraction < 0.9:
-            raise ValueError(f"val_fraction: expected a fraction in (0, 0.9), got {self.val_fraction}")
-        for name in ("max_tokens", "min_count", "max_vocab", "bigram_min_count", "max_bigrams"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        check_text_data_fields(self)
 
 
 @dataclass(kw_only=True)
