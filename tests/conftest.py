@@ -4,6 +4,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# trained runs that a task's tests and its CLI's tests share: session-scoped here, so each trains once
+from tests.fixtures_caption import shapes_run  # noqa: F401
+from tests.fixtures_speech import fsdd, shared_data_path, small_fsdd, speech_run  # noqa: F401
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

@@ -1,4 +1,5 @@
-"""Captioning: pictures and captions files, the first-step picture, beam search, BLEU, the CLI."""
+"""Captioning: pictures and captions files, the first-step picture, beam search, BLEU, evaluation
+(the CLI: tests/test_cli_caption.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from PIL import Image
 from tests.reference_beam import caption_beam
 from torch.nn import functional as F
 
-from rnnkit.cli import main
 from rnnkit.data.shapes import content_words, make_shapes, words_right
 from rnnkit.errors import DataError, UsageError
 from rnnkit.tasks.caption import (
@@ -252,70 +252,7 @@ def test_backbone_hook_with_a_stand_in_module(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------------
-# the command line
-
-
-@pytest.fixture(scope="module")
-def shapes_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("caption")
-    assert main(["caption", "make-shapes", str(tmp / "shapes"), "--n", "60", "--size", "32"]) == 0
-    run = tmp / "run"
-    args = ["caption", "train", str(tmp / "shapes" / "images"), str(tmp / "shapes" / "captions.csv")]
-    args += ["--out", str(run), "--max-steps", "40", "--eval-interval", "20", "--image-size", "32"]
-    args += [
-        "--cnn-width",
-        "4",
-        "--hidden-size",
-        "32",
-        "--batch-size",
-        "16",
-        "--quiet",
-        "--set",
-        "data.min_count=1",
-    ]
-    assert main(args) == 0
-    return tmp / "shapes", run
-
-
-def test_cli_trains_evaluates_and_predicts(shapes_run, tmp_path, capsys):
-    shapes, run = shapes_run
-    capsys.readouterr()
-    grid = tmp_path / "grid.png"
-    args = ["caption", "eval", str(run), str(shapes / "images"), str(shapes / "captions.csv"), "--json"]
-    assert main([*args, "--baselines", "--shape-words", "--grid", str(grid), "--beam", "2"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["pictures"] == 6 and result["split"] == "test"
-    assert all(0 <= result[f"bleu{n}"] <= 100 for n in range(1, 5))
-    assert set(result["most_common"]) == {"bleu1", "bleu2", "bleu3", "bleu4"} and "nearest_picture" in result
-    assert 0 <= result["shape_words_right"] <= 1 and grid.read_bytes()[:4] == b"\x89PNG"
-    pics = sorted((shapes / "images").iterdir())[:2]
-    assert main(["caption", "predict", str(run), *map(str, pics)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split("\t")[0] for line in lines] == [str(p) for p in pics]
-    loaded = load_captioner(run)
-    assert set(" ".join(loaded.describe(pics)).split()) <= set(loaded.vocab.tokens)
-
-
-def test_cli_names_bad_pictures_and_files(shapes_run, tmp_path, capsys):
-    shapes, run = shapes_run
-    (tmp_path / "broken.png").write_text("nope")
-    assert main(["caption", "predict", str(run), str(tmp_path / "broken.png")]) == 3
-    assert (
-        main(
-            [
-                "caption",
-                "train",
-                str(shapes / "images"),
-                str(tmp_path / "none.csv"),
-                "--out",
-                str(tmp_path / "r"),
-            ]
-        )
-        == 3
-    )
-    err = capsys.readouterr().err
-    assert err.count("rnnkit: error:") == 2 and "broken.png" in err and "none.csv" in err
-    assert not (tmp_path / "r").exists()
+# evaluation
 
 
 def test_evaluation_scores_the_pictures_the_run_held_out(shapes_run, tmp_path):

@@ -7,8 +7,7 @@ import json
 import logging
 
 import pytest
-from tests.helpers import text_corpus
-from tests.test_classify import ensemble_args, sentiment_file
+from tests.helpers import ensemble_args, sentiment_file, text_corpus
 
 from rnnkit.cli import main
 from rnnkit.data.corpus import read_chunks, resolve_sources

@@ -1,14 +1,12 @@
-"""Forecasting: reading series, chronological spans, windows without leakage, baselines and the CLI."""
+"""Forecasting: reading series, chronological spans, windows without leakage, baselines and errors
+(the CLI: tests/test_cli_forecast.py)."""
 
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
 import pytest
+from tests.helpers import seasonal_csv
 
-from rnnkit.cli import main
 from rnnkit.errors import DataError
 from rnnkit.tasks.forecast import (
     ForecastDataConfig,
@@ -19,18 +17,6 @@ from rnnkit.tasks.forecast import (
     read_series,
     windows,
 )
-
-
-def seasonal_csv(path, months: int = 144, noise: float = 0.0, seed: int = 0):
-    """Monthly values with a trend and a yearly cycle, like the airline series."""
-    rng = np.random.default_rng(seed)
-    lines = ['"Month","Passengers"']
-    for i in range(months):
-        year, month = 1949 + i // 12, i % 12 + 1
-        value = (100 + 2 * i) * (1 + 0.2 * math.sin(2 * math.pi * i / 12)) + noise * rng.standard_normal()
-        lines.append(f'"{year}-{month:02d}",{value:.3f}')
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_reads_columns_dates_and_guesses_the_season(tmp_path, shared_data):
@@ -92,22 +78,3 @@ def test_baselines_and_errors(tmp_path):
     assert found["seasonal_naive"][0].tolist() == [p.raw[t + 1 - 12], p.raw[t + 2 - 12]]
     result = errors(np.array([[2.0, 4.0]]), np.array([[1.0, 5.0]]))
     assert result == {"rmse": 1.0, "mae": 1.0, "mape": pytest.approx((100 + 20) / 2)}
-
-
-def test_cli_beats_the_seasonal_naive_on_a_clean_seasonal_series(tmp_path, capsys):
-    source = seasonal_csv(tmp_path / "air.csv", noise=1.0)
-    args = ["forecast", "train", str(source), "--column", "Passengers", "--out", str(tmp_path / "run")]
-    args += ["--log", "--target", "seasonal-diff", "--window", "12", "--max-steps", "150", "--quiet"]
-    args += ["--hidden-size", "16", "--eval-interval", "50"]
-    assert main(args) == 0, capsys.readouterr().err
-    capsys.readouterr()
-    assert main(["forecast", "eval", str(tmp_path / "run"), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert {"rmse", "mae", "mape", "naive", "seasonal_naive"} <= set(result)
-    assert result["rmse"] < result["seasonal_naive"]["rmse"]  # the trend the seasonal naive misses
-    png = (tmp_path / "run" / "forecast-test.png").read_bytes()
-    assert png.startswith(b"\x89PNG") and len(png) > 10_000
-    code = main(["forecast", "train", str(source), "--column", "Nope", "--out", str(tmp_path / "r2")])
-    err = capsys.readouterr().err
-    assert code == 3 and "no column named 'Nope'" in err and err.count("\n") == 1
-    assert not (tmp_path / "r2").exists()

@@ -245,13 +245,6 @@ def test_an_empty_prime_starts_from_a_line_break_else_the_first_token():
     assert prime_ids(Vocabulary.from_text("abc"), "ca") == Vocabulary.from_text("abc").encode("ca").tolist()
 
 
-def test_sample_help_says_what_an_empty_prime_does(capsys):
-    assert main(["sample", "--help"]) == 0
-    assert "An empty prime starts as after a line break" in " ".join(
-        capsys.readouterr().out.replace("│", " ").split()
-    )
-
-
 def test_the_text_ends_right_after_the_first_stop_even_inside_a_piece(runs):
     case = CASES["byte_flush"]
     pieces = pieces_of(runs, case)

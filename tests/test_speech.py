@@ -1,9 +1,7 @@
-"""The pyramidal listener, log-mel features, the listen-attend-spell model and the speech CLI."""
+"""Log-mel features, bad audio, the data split and scores, the listen-attend-spell model and evaluation
+(the pyramid: tests/test_pyramid.py; the CLI: tests/test_cli_speech.py)."""
 
 from __future__ import annotations
-
-import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,8 +12,6 @@ from tests.reference_beam import speech_beam
 from rnnkit.cli import main
 from rnnkit.data.audio import FeatureConfig, hz_to_mel, log_mel, mel_to_hz, read_wav
 from rnnkit.errors import DataError
-from rnnkit.nn import Pyramid
-from rnnkit.nn.pyramid import pair_frames
 from rnnkit.tasks.speech import (
     ListenAttendSpell,
     SpeechModelConfig,
@@ -28,57 +24,6 @@ from rnnkit.tasks.speech import (
     scores,
     split_fsdd,
 )
-
-
-def expected_length(n: int, layers: int, odd: str) -> int:
-    for _ in range(layers):
-        n = (n + 1) // 2 if odd == "pad" else max(1, n // 2)
-    return n
-
-
-@pytest.mark.parametrize("odd", ["pad", "drop"])
-@pytest.mark.parametrize("steps", [1, 2, 7, 8, 13, 33])
-def test_pyramid_shapes_and_lengths(odd, steps):
-    pyramid = Pyramid(5, 4, num_pyramid=3, odd=odd).eval()
-    lengths = torch.tensor([steps, max(1, steps - 3), 1])
-    out, found = pyramid(torch.randn(3, steps, 5), lengths)
-    assert out.shape == (3, expected_length(steps, 3, "pad"), 8)  # the tensor is always ceil'd
-    assert found.tolist() == [expected_length(int(n), 3, odd) for n in lengths]
-    for i, n in enumerate(found.tolist()):
-        assert torch.all(out[i, n:] == 0)  # nothing past a sequence's end
-    assert pyramid.reduction == 8 and pyramid.output_lengths(lengths).tolist() == found.tolist()
-
-
-def test_pairing_joins_neighbours_and_pads_or_drops_odd_ends():
-    x = torch.arange(1, 6, dtype=torch.float32).reshape(1, 5, 1)  # frames 1..5
-    padded, n = pair_frames(x, torch.tensor([5]), "pad")
-    assert padded[0].tolist() == [[1, 2], [3, 4], [5, 0]] and n.tolist() == [3]
-    dropped, n = pair_frames(x, torch.tensor([5]), "drop")
-    assert dropped[0, :2].tolist() == [[1, 2], [3, 4]] and n.tolist() == [2]
-    assert torch.all(dropped[0, 2] == 0)
-
-
-@pytest.mark.parametrize(("cell", "odd"), [("lstm", "pad"), ("gru", "drop"), ("lstm", "drop")])
-def test_padding_never_changes_what_the_pyramid_says(cell, odd):
-    torch.manual_seed(0)
-    pyramid = Pyramid(6, 5, num_pyramid=2, cell=cell, odd=odd).eval()
-    lengths = torch.tensor([19, 6, 11, 1])
-    batch = torch.randn(4, 19, 6)
-    together, found = pyramid(batch, lengths)
-    for i, n in enumerate(lengths.tolist()):
-        alone, m = pyramid(batch[i : i + 1, :n], torch.tensor([n]))
-        assert m.item() == found[i].item()
-        torch.testing.assert_close(together[i, : m.item()], alone[0, : m.item()], atol=1e-6, rtol=1e-5)
-
-
-def test_without_joining_the_same_stack_keeps_every_frame():
-    flat = Pyramid(3, 4, num_pyramid=2, join=False)
-    out, found = flat(torch.randn(2, 9, 3), torch.tensor([9, 4]))
-    assert out.shape == (2, 9, 8) and found.tolist() == [9, 4] and flat.reduction == 1
-    assert len(flat.layers) == 2 and flat.layers[0].input_size == 8  # frame by frame: 2H in
-    assert Pyramid(3, 4, num_pyramid=2).layers[0].input_size == 16  # joined pairs: 4H in
-    assert Pyramid(3, 4, num_pyramid=0).reduction == 1
-
 
 # -------------------------------------------------------------------------------------------------
 # features
@@ -162,21 +107,6 @@ def test_edit_distance_and_scores():
 # the model
 
 
-@pytest.fixture(scope="module")
-def fsdd(shared_data_path):
-    return shared_data_path / "fsdd" / "recordings"
-
-
-@pytest.fixture(scope="module")
-def shared_data_path():
-    from tests.conftest import data_dir
-
-    path = data_dir()
-    if not (path / "fsdd").is_dir():
-        pytest.fail(f"the FSDD recordings are missing under {path}; set RNNKIT_DATA")
-    return path
-
-
 def test_the_speller_overfits_a_handful_of_utterances(fsdd):
     utts = [u for u in list_fsdd(fsdd) if u.speaker == "jackson" and u.index == 7]  # ten digits
     chars = build_chars([u.text for u in utts])
@@ -212,79 +142,7 @@ def test_the_speller_overfits_a_handful_of_utterances(fsdd):
 
 
 # -------------------------------------------------------------------------------------------------
-# the command line, end to end on a tiny model
-
-
-@pytest.fixture(scope="module")
-def small_fsdd(fsdd, tmp_path_factory):
-    """Three digits from two speakers: indices 0-4 are the test split, 5-11 train."""
-    folder = tmp_path_factory.mktemp("fsdd")
-    for digit in (0, 1, 2):
-        for speaker in ("jackson", "theo"):
-            for index in range(12):
-                name = f"{digit}_{speaker}_{index}.wav"
-                shutil.copy(fsdd / name, folder / name)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def speech_run(small_fsdd, tmp_path_factory):
-    run = tmp_path_factory.mktemp("speech") / "run"
-    args = [
-        "speech",
-        "train",
-        str(small_fsdd),
-        "--out",
-        str(run),
-        "--max-steps",
-        "60",
-        "--eval-interval",
-        "30",
-    ]
-    args += [
-        "--listener-size",
-        "16",
-        "--speller-size",
-        "32",
-        "--batch-size",
-        "8",
-        "--quiet",
-        "--ctc-weight",
-        "0.2",
-    ]
-    assert main(args) == 0
-    return run
-
-
-def test_cli_trains_evaluates_and_transcribes(speech_run, small_fsdd, tmp_path, capsys):
-    capsys.readouterr()
-    assert main(["speech", "eval", str(speech_run), str(small_fsdd), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["recordings"] == 30 and result["split"] == "test"
-    assert 0 <= result["accuracy"] <= 1 and result["cer"] >= 0
-    assert main(["speech", "eval", str(speech_run), str(small_fsdd), "--json", "--decoder", "ctc"]) == 0
-    assert json.loads(capsys.readouterr().out)["decoder"] == "ctc"
-    files = [str(small_fsdd / "1_theo_0.wav"), str(small_fsdd / "2_jackson_3.wav")]
-    plot = tmp_path / "attention.png"
-    assert main(["speech", "transcribe", str(speech_run), *files, "--beam", "3", "--plot", str(plot)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split("\t")[0] for line in lines] == files
-    assert all(set(line.split("\t")[1]) <= set("zeroonetwo") for line in lines)  # only letters it learnt
-    assert plot.read_bytes()[:4] == b"\x89PNG"
-
-
-def test_cli_refuses_what_it_cannot_do(speech_run, small_fsdd, tmp_path, capsys):
-    assert (
-        main(
-            ["speech", "train", str(small_fsdd), "--out", str(tmp_path / "x"), "--holdout-speaker", "nobody"]
-        )
-        == 2
-    )
-    assert main(["speech", "train", str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 3
-    assert main(["speech", "eval", str(speech_run), str(small_fsdd), "--split", "dev"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("rnnkit: error:") == 3 and "Traceback" not in err
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+# evaluation
 
 
 class HeardJackson:

@@ -1,10 +1,8 @@
-"""Sequence tagging: the CRF against brute force, tag conversions, readers, scores and the CLI."""
+"""Sequence tagging: tag conversions, readers, scores, bigrams and batch shapes (the CRF:
+tests/test_crf.py; the CLI: tests/test_cli_tag.py)."""
 
 from __future__ import annotations
 
-import io
-import itertools
-import json
 import random
 import zipfile
 
@@ -13,7 +11,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnkit.cli import main
 from rnnkit.data.seqlabel import (
     entity_scores,
     read_conll,
@@ -23,76 +20,6 @@ from rnnkit.data.seqlabel import (
     words_to_tags,
 )
 from rnnkit.errors import DataError
-from rnnkit.nn.crf import CRF
-
-# -------------------------------------------------------------------------------------------------
-# the CRF
-
-
-def path_score(crf: CRF, emissions: torch.Tensor, path: tuple[int, ...]) -> float:
-    """s(y) written out term by term, independently of the CRF's own code."""
-    total = float(crf.start[path[0]]) + float(crf.end[path[-1]])
-    total += sum(float(emissions[t, tag]) for t, tag in enumerate(path))
-    total += sum(float(crf.transitions[a, b]) for a, b in itertools.pairwise(path))
-    return total
-
-
-@torch.no_grad()
-def brute_force(crf: CRF, emissions: torch.Tensor, length: int):
-    """Every tag sequence of one sentence: (log partition, best sequence, all scores)."""
-    scores = {p: path_score(crf, emissions, p) for p in itertools.product(range(crf.num_tags), repeat=length)}
-    values = torch.tensor(list(scores.values()), dtype=torch.float64)
-    return float(torch.logsumexp(values, 0)), list(max(scores, key=scores.get)), scores
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_crf_forward_algorithm_and_viterbi_equal_brute_force(seed):
-    torch.manual_seed(seed)
-    crf = CRF(3).double()
-    with torch.no_grad():
-        for p in crf.parameters():
-            p.normal_()
-    emissions = torch.randn(3, 4, 3, dtype=torch.float64)
-    lengths = torch.tensor([4, 2, 1])
-    with torch.no_grad():
-        log_z = crf.log_partition(emissions, lengths)
-    decoded = crf.decode(emissions, lengths)
-    for b, n in enumerate(lengths.tolist()):
-        expected_z, best, scores = brute_force(crf, emissions[b], n)
-        assert float(log_z[b]) == pytest.approx(expected_z, abs=1e-9)
-        assert decoded[b] == best
-        tags = torch.tensor([best + [2] * (4 - n)])
-        with torch.no_grad():
-            assert float(crf.score(emissions[b : b + 1], tags, torch.tensor([n]))[0]) == pytest.approx(
-                scores[tuple(best)], abs=1e-9
-            )
-            nll = crf(emissions[b : b + 1], tags, torch.tensor([n]))
-        assert float(nll[0]) == pytest.approx(expected_z - scores[tuple(best)], abs=1e-9)
-
-
-def test_crf_ignores_whatever_lies_past_each_length():
-    torch.manual_seed(0)
-    crf = CRF(4)
-    emissions = torch.randn(2, 6, 4)
-    tags = torch.randint(0, 4, (2, 6))
-    lengths = torch.tensor([6, 3])
-    other = emissions.clone()
-    other[1, 3:] = 100.0
-    other_tags = tags.clone()
-    other_tags[1, 3:] = 0
-    torch.testing.assert_close(crf(emissions, tags, lengths), crf(other, other_tags, lengths))
-    assert crf.decode(emissions, lengths) == crf.decode(other, lengths)
-    assert [len(x) for x in crf.decode(emissions, lengths)] == [6, 3]
-
-
-def test_crf_gradients_check():
-    torch.manual_seed(1)
-    crf = CRF(3).double()
-    emissions = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
-    tags = torch.randint(0, 3, (2, 4))
-    lengths = torch.tensor([4, 3])
-    assert torch.autograd.gradcheck(lambda e: crf(e, tags, lengths).sum(), (emissions,))
-
 
 # -------------------------------------------------------------------------------------------------
 # tags and readers
@@ -175,61 +102,7 @@ def test_entity_scores_follow_seqeval():
 
 
 # -------------------------------------------------------------------------------------------------
-# the command line, end to end
-
-
-def segmented_file(path, sentences: int, seed: int):
-    rng = random.Random(seed)
-    words = ["上海", "体育局", "召开", "会议", "我们", "今天", "学习", "了", "的", "新", "工作", "人民"]
-    path.write_text(
-        "\n".join("  ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) for _ in range(sentences))
-    )
-    return path
-
-
-def test_cli_segments_after_training(tmp_path, capsys, monkeypatch):
-    train = segmented_file(tmp_path / "train.txt", 400, 0)
-    test = segmented_file(tmp_path / "test.txt", 60, 1)
-    args = ["tag", "train", str(train), "--format", "segmented", "--out", str(tmp_path / "run")]
-    args += ["--max-steps", "150", "--eval-interval", "75", "--hidden-size", "32", "--embedding-size", "16"]
-    args += ["--lr", "1e-2", "--quiet", "--device", "cpu", "--set", "train.precision=fp32"]
-    assert main(args) == 0, capsys.readouterr().err
-    capsys.readouterr()
-    assert main(["tag", "eval", str(tmp_path / "run"), str(test), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["f1"] > 0.9 and result["scoring"] == "sighan-words"
-    monkeypatch.setattr("sys.stdin", io.StringIO("上海体育局召开会议\n"))
-    assert main(["tag", "predict", str(tmp_path / "run")]) == 0
-    assert capsys.readouterr().out.strip() == "上海  体育局  召开  会议"
-
-
-def test_cli_tags_entities_with_and_without_crf(tmp_path, capsys):
-    rng = random.Random(0)
-    names, places = ["john", "mary", "li"], ["paris", "beijing", "rome"]
-    lines = []
-    for _ in range(300):
-        sentence = [(rng.choice(names), "B-PER"), ("went", "O"), ("to", "O"), (rng.choice(places), "B-LOC")]
-        lines += [f"{w}\t{t}" for w, t in sentence] + [""]
-    (tmp_path / "ner.conll").write_text("\n".join(lines))
-    for crf in ("--crf", "--no-crf"):
-        run = tmp_path / f"run{crf}"
-        args = ["tag", "train", str(tmp_path / "ner.conll"), "--out", str(run), "--max-steps", "80", crf]
-        args += [
-            "--hidden-size",
-            "16",
-            "--embedding-size",
-            "16",
-            "--lr",
-            "1e-2",
-            "--quiet",
-            "--device",
-            "cpu",
-        ]
-        assert main(args) == 0, capsys.readouterr().err
-        capsys.readouterr()
-        assert main(["tag", "eval", str(run), str(tmp_path / "ner.conll"), "--json"]) == 0
-        result = json.loads(capsys.readouterr().out)
-        assert result["f1"] > 0.95 and result["scoring"] == "seqeval-entities"
+# bigrams, batch shapes and scoring
 
 
 def test_bigram_keys_cover_both_edges():
@@ -263,19 +136,6 @@ def test_padding_never_changes_a_tagger_with_bigrams():
         torch.testing.assert_close(together[i, :n], alone[0, :n], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="bigram"):
         model.emissions(ids, lengths)
-
-
-def test_cli_bigram_size_zero_trains_without_bigrams(tmp_path, capsys):
-    train = segmented_file(tmp_path / "train.txt", 200, 0)
-    for size, has in (("0", False), ("8", True)):
-        run = tmp_path / f"run{size}"
-        args = ["tag", "train", str(train), "--format", "segmented", "--out", str(run), "--max-steps", "5"]
-        args += ["--hidden-size", "8", "--embedding-size", "8", "--bigram-size", size, "--quiet"]
-        assert main(args) == 0, capsys.readouterr().err
-        saved = json.loads((run / "ckpt-000005" / "config.json").read_text())
-        assert bool(saved["bigrams"]) is has and saved["config"]["model"]["bigram_size"] == int(size)
-        assert main(["tag", "predict", str(run), str(train)]) == 0
-        assert capsys.readouterr().out.count("\n") >= 200
 
 
 def test_one_epoch_sends_few_shapes_to_the_fused_kernel_under_bf16():

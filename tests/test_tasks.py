@@ -7,8 +7,7 @@ import json
 
 import pytest
 from tests.conftest import data_dir
-from tests.helpers import text_corpus
-from tests.test_classify import ensemble_args, sentiment_file
+from tests.helpers import ensemble_args, sentiment_file, text_corpus
 
 import rnnkit
 from rnnkit.cli import main
