@@ -19,7 +19,7 @@ LAYERS = {
     "decode": 3, "generate": 3, "train": 3,
     "xray": 4, "curves": 4,
     "tasks": 5,
-    "serve": 6, "cli": 6,
+    "serve": 6, "export": 6, "cli": 6,
     "__main__": 7, "": 7,  # the package's own __init__: rnnkit.load and the public names
 }  # fmt: skip
 """docs/architecture.md's layers, lowest first (the root package, its public face, on top)."""

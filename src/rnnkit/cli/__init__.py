@@ -18,7 +18,7 @@ try:  # typer >= 0.20 vendors click; older releases use the click package
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]  # the module typer vendors
 
-from rnnkit.cli import caption, classify, forecast, lm, speech, tag, tools
+from rnnkit.cli import caption, classify, export, forecast, lm, speech, tag, tools
 from rnnkit.errors import RnnkitError
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app = typer.Typer(
 # the command groups; --help lists the top-level commands (the char-RNN's, then the tools) first
 app.add_typer(lm.lm_app)
 app.add_typer(tools.tools_app)
+app.add_typer(export.export_app)
 app.add_typer(classify.classify_app, name="classify")
 app.add_typer(tag.tag_app, name="tag")
 app.add_typer(forecast.forecast_app, name="forecast")

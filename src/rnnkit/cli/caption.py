@@ -18,17 +18,25 @@ from rnnkit.cli.options import (
     QuietOpt,
     ResumeOpt,
     SetOpt,
-    TrustBackboneOpt,
-    _setup_logging,
     _train_task,
     config_flags,
 )
+from rnnkit.console import setup_logging
 from rnnkit.errors import UsageError
 
 caption_app = typer.Typer(
     help="Image captioning (看图说话): a CNN's picture vector enters an RNN at its first step.",
     no_args_is_help=True,
 )
+
+TrustBackboneOpt = Annotated[
+    str,
+    Opt(
+        "--backbone",
+        help="The external backbone (package.module:factory) the run was trained with: a run folder never "
+        "names code that loading imports, so you name it yourself, and only if you trust it.",
+    ),
+]
 
 
 @caption_app.command(
@@ -57,7 +65,7 @@ def caption_train(
     if (images is None) != (captions is None):
         raise UsageError("give both the folder of pictures and the captions file")
     _train_task(
-        "caption", values, set_, data=images, fresh=caption.CaptionConfig,
+        "caption", values, set_, data=images,
         base={"data.images": images and str(images), "data.captions": captions and str(captions)},
         default_out=images and Path("runs") / f"caption-{images.stem}", saved=caption.saved_caption_config,
         missing="give the folder of pictures and the captions file, or --resume RUN",
@@ -86,10 +94,10 @@ def caption_eval(
 ) -> None:
     """Corpus BLEU-1..4 (sacrebleu, 0-100) on the held-out pictures against all their captions."""
     from rnnkit.tasks import load_run
-    from rnnkit.tasks.caption import picture_grid
     from rnnkit.tasks.caption.metrics import evaluate_captions
+    from rnnkit.tasks.caption.task import evaluation_grid
 
-    _setup_logging()
+    setup_logging()
     if split not in ("test", "val") or beam < 1:
         raise UsageError("--split: test or val; --beam: 1 or more")
     loaded = load_run(run, checkpoint, task="caption", backbone=backbone)
@@ -98,7 +106,7 @@ def caption_eval(
     )
     result = found.scores
     if grid is not None:
-        picture_grid([images / n for n in found.names[:12]], found.captions[:12], grid)
+        evaluation_grid(found, images, grid)
     if json_:
         print(json.dumps(result))
         return
@@ -125,11 +133,11 @@ def caption_predict(
     """Print one caption per picture (with several pictures, NAME<TAB>CAPTION)."""
     from rnnkit.tasks import load_run
 
-    _setup_logging()
+    setup_logging()
     if beam < 1:
         raise UsageError("--beam: 1 or more")
     loaded = load_run(run, checkpoint, task="caption", backbone=backbone)
-    for path, text in zip(files, loaded.describe(files, beam), strict=True):
+    for path, text in zip(files, loaded.caption(files, beam), strict=True):
         print(text if len(files) == 1 else f"{path}\t{text}")
 
 
@@ -143,7 +151,7 @@ def caption_make_shapes(
     """Draw a synthetic captioning set: one or two coloured shapes per picture, two captions each."""
     from rnnkit.data.shapes import make_shapes
 
-    _setup_logging()
+    setup_logging()
     if n < 3 or size < 16:
         raise UsageError("--n: 3 or more; --size: 16 or more")
     path = make_shapes(out, n, size, seed)

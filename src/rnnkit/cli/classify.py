@@ -19,11 +19,10 @@ from rnnkit.cli.options import (
     QuietOpt,
     ResumeOpt,
     SetOpt,
-    _read_lines,
-    _setup_logging,
     _train_task,
     config_flags,
 )
+from rnnkit.console import setup_logging
 
 classify_app = typer.Typer(
     help="Sentence classification (sentiment analysis) from the last output of a (bi)RNN.",
@@ -60,7 +59,7 @@ def classify_train(
     from rnnkit.tasks import classify
 
     _train_task(
-        "classify", values, set_, data=data, fresh=classify.ClassifierConfig,
+        "classify", values, set_, data=data,
         base={"data.train": data and str(data), "data.text_column": text_column,
               "data.label_column": label_column},
         default_out=data and Path("runs") / f"classify-{data.stem}", saved=classify.saved_classifier_config,
@@ -103,7 +102,7 @@ def classify_eval(
     from rnnkit.tasks import load_run
     from rnnkit.tasks.classify import format_confusion, score_file
 
-    _setup_logging()
+    setup_logging()
     loaded = load_run(run, checkpoint, task="classify")
     result = score_file(loaded, data, text_column, label_column, encoding)
     result |= {"labels": loaded.labels, "checkpoint": loaded.checkpoint}
@@ -125,11 +124,11 @@ def classify_predict(
     encoding: EncodingOpt = "utf-8",
 ) -> None:
     """Label each line of the files (or of standard input): prints label, probability and the text."""
+    from rnnkit.data.files import read_lines
     from rnnkit.tasks import load_run
-    from rnnkit.tasks.classify.metrics import predict_labels
 
-    _setup_logging()
+    setup_logging()
     loaded = load_run(run, checkpoint, task="classify")
-    lines = _read_lines(files, encoding)
-    for line, (label, p) in zip(lines, predict_labels(loaded, lines), strict=True):
-        print(f"{label}\t{p:.4f}\t{line}")
+    lines = read_lines(files, encoding)
+    for line, found in zip(lines, loaded.classify(lines), strict=True):
+        print(f"{found['label']}\t{found['probabilities'][found['label']]:.4f}\t{line}")

@@ -18,10 +18,10 @@ from rnnkit.cli.options import (
     QuietOpt,
     ResumeOpt,
     SetOpt,
-    _setup_logging,
     _train_task,
     config_flags,
 )
+from rnnkit.console import setup_logging
 from rnnkit.errors import UsageError
 
 forecast_app = typer.Typer(
@@ -53,7 +53,7 @@ def forecast_train(
     from rnnkit.tasks import forecast
 
     _train_task(
-        "forecast", values, set_, data=data, fresh=forecast.ForecastConfig,
+        "forecast", values, set_, data=data,
         base={"data.path": data and str(data), "data.column": column},
         default_out=data and Path("runs") / f"forecast-{data.stem}", saved=forecast.saved_forecast_config,
         missing="give the CSV file and --column, or --resume RUN",
@@ -74,18 +74,13 @@ def forecast_eval(
 ) -> None:
     """RMSE, MAE and MAPE on the test span, next to the naive and seasonal-naive forecasts; saves a plot."""
     from rnnkit.tasks import load_run
-    from rnnkit.tasks.forecast import plot as save_plot
 
-    _setup_logging()
+    setup_logging()
     if split not in ("test", "val"):
         raise UsageError(f"--split: expected test or val, got {split!r}")
     loaded = load_run(run, checkpoint, task="forecast")
-    result = loaded.evaluate(split)
-    target = plot or run / f"forecast-{split}.png"
+    result = loaded.evaluate(split, plot_to=plot or run / f"forecast-{split}.png")
     d = loaded.config.data
-    save_plot(result, target, f"{Path(d.path).name}: {d.column}, {split} span, horizon {d.horizon}")
-    result.pop("_plot")
-    result["plot"] = str(target)
     if json_:
         print(json.dumps(result))
         return
@@ -94,4 +89,4 @@ def forecast_eval(
     rows = [("rnnkit", result)] + [(k, v) for k, v in result.items() if k in ("naive", "seasonal_naive")]
     for name, row in rows:
         print(f"{name:16} {row['rmse']:>10.4g} {row['mae']:>10.4g} {row['mape']:>8.2f}")
-    print(f"plot: {target}")
+    print(f"plot: {result['plot']}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -18,20 +17,15 @@ from rnnkit.cli.options import (
     Opt,
     ResumeOpt,
     SetOpt,
-    _setup_logging,
     _train_task,
     config_flags,
-    log,
 )
+from rnnkit.console import setup_logging
 from rnnkit.errors import UsageError
+from rnnkit.tasks.lm import get_preset, presets_help, saved_config
+from rnnkit.tasks.lm.task import sample_streams, score_files
 
 lm_app = typer.Typer()
-
-
-def _presets_help() -> str:
-    from rnnkit.tasks.lm import presets_help
-
-    return presets_help()
 
 
 @lm_app.command(
@@ -58,7 +52,7 @@ def train(
         str,
         Opt(
             help="Starting configuration; each flag below overrides it, and a flag's default is the "
-            "preset's. The presets: " + _presets_help()
+            "preset's. The presets: " + presets_help()
         ),
     ] = "small",
     values: ConfigValues = CONFIG_FLAGS,
@@ -68,7 +62,6 @@ def train(
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bar or samples; warnings only.")] = False,
 ) -> None:
     """Train a character language model (a char-RNN) on text and save it to a run folder."""
-    from rnnkit.tasks import lm
 
     def report(summary: dict) -> str:
         val = summary.get("val_loss")
@@ -77,15 +70,11 @@ def train(
         return f"step {summary['step']}, validation {val:.4f} nats/char ({val / 0.6931471805599453:.3f} bits)"
 
     _train_task(
-        "lm", values, set_, data=data, fresh=lambda: lm.get_preset(preset),
+        "lm", values, set_, data=data, fresh=lambda: get_preset(preset),
         base={"data.sources": list(data) if data else None}, default_out=Path("runs") / preset,
-        saved=lm.saved_config, out=out, resume=resume, force=force, quiet=quiet, report=report,
+        saved=saved_config, out=out, resume=resume, force=force, quiet=quiet, report=report,
         checkpoint_at_eval=False,
     )  # fmt: skip
-
-
-# -------------------------------------------------------------------------------------------------
-# sample
 
 
 @lm_app.command(
@@ -133,48 +122,36 @@ def sample(
     ] = None,
     checkpoint: CheckpointOpt = "best",
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "cpu",
+    precision: Annotated[
+        str,
+        Opt(
+            help="Weights while writing: fp32, bf16, int8 (CPU only; smaller and faster, slightly less "
+            "exact) or auto (bf16 where the hardware has it natively, else fp32)."
+        ),
+    ] = "fp32",
 ) -> None:
     """Generate text from a trained model, streaming it to standard output."""
-    from rnnkit.generate import PoemForm, SamplingConfig, generate_pieces
+    from rnnkit.generate import SamplingConfig
     from rnnkit.tasks import load_run
     from rnnkit.train.trainer import resolve_device
 
-    _setup_logging()
+    setup_logging()
     if length < 0 or num_samples < 1:
         raise UsageError("--length must be 0 or more and --num-samples at least 1")
-    config = SamplingConfig(temperature=0.0 if greedy else temperature, top_k=top_k, top_p=top_p)
+    config = SamplingConfig(
+        temperature=0.0 if greedy else temperature, top_k=top_k, top_p=top_p, precision=precision
+    )
     loaded = load_run(run, checkpoint, device=str(resolve_device(device)), task="lm")
-    vocab = loaded.vocab
-    missing = vocab.missing(prime)
-    if missing:
-        shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in missing)
-        log.warning(
-            "warning: the model's vocabulary lacks these prime characters: %s; read as unknown", shown
-        )
-    form = None
-    if acrostic or line_chars is not None or lines is not None:
-        form = PoemForm(
-            vocab, line_chars=5 if line_chars is None else line_chars, lines=lines, acrostic=acrostic
-        )
-    out = sys.stdout
-    for index in range(num_samples):
+    streams = sample_streams(
+        loaded, prime, length, config, num_samples=num_samples, seed=seed, stop=stop, beam=beam,
+        line_chars=line_chars, lines=lines, acrostic=acrostic,
+    )  # fmt: skip
+    for index, pieces in enumerate(streams):
         if num_samples > 1:
-            out.write(f"--- sample {index + 1} ---\n")
-        if form is None:
-            out.write(prime)
-        pieces = generate_pieces(
-            loaded.model, vocab, prime, length, config, seed=None if seed is None else seed + index,
-            form=form, stop=stop, beam=beam,
-        )  # fmt: skip
-        for piece in pieces:
-            out.write(piece.text)
-            out.flush()
-        out.write("\n")
-        out.flush()
-
-
-# -------------------------------------------------------------------------------------------------
-# eval
+            print(f"--- sample {index + 1} ---")
+        for text in pieces:
+            print(text, end="", flush=True)
+        print(flush=True)
 
 
 @lm_app.command(
@@ -194,20 +171,11 @@ def eval_(
 ) -> None:
     """Nats per character, bits per character and perplexity of text under a trained model."""
     from rnnkit.tasks import load_run
-    from rnnkit.tasks.lm import UNKNOWN_WARNING
-    from rnnkit.tasks.lm.task import score_files
     from rnnkit.train.trainer import resolve_device
 
-    _setup_logging()
+    setup_logging()
     loaded = load_run(run, checkpoint, device=str(resolve_device(device)), task="lm")
     rows = score_files(loaded, [str(f) for f in files], encoding, errors)
-    for row in rows:
-        if row["unknown_share"] > UNKNOWN_WARNING:
-            log.warning(
-                "warning: %s: %.1f%% of its characters (%s distinct) are unknown to this model; its "
-                "figures say little about this text",
-                row["file"], 100 * row["unknown_share"], f"{row['unknown_distinct']:,}",
-            )  # fmt: skip
     if json_:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -216,15 +184,9 @@ def eval_(
 
     from rnnkit.console import stdout
 
-    table = Table(
-        "file",
-        "chars",
-        "nats/char",
-        "bits/char",
-        "perplexity",
-        "unknown",
-        title=f"{run} ({loaded.checkpoint})",
-    )
+    table = Table(title=f"{run} ({loaded.checkpoint})")
+    for column in ("file", "chars", "nats/char", "bits/char", "perplexity", "unknown"):
+        table.add_column(column)
     for row in rows:
         table.add_row(
             row["file"],

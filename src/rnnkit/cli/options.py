@@ -1,6 +1,6 @@
 """What several command groups share: the options that several commands take, the ``train``
-commands' config flags (derived from the config dataclasses by :func:`config_flags`), logging, and
-the run of a ``train`` command with its next steps (:func:`_train_task`)."""
+commands' config flags (derived from the config dataclasses by :func:`config_flags`), and the run of a
+``train`` command with its next steps (:func:`_train_task`)."""
 
 from __future__ import annotations
 
@@ -16,29 +16,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from rnnkit.errors import DataError, UsageError
+from rnnkit.console import setup_logging
+from rnnkit.errors import UsageError
 from rnnkit.train.config import Flag, declared_flags
 from rnnkit.train.rundir import refuse_if_busy
 
 log = logging.getLogger("rnnkit")
-
-
-class _ConsoleHandler(logging.Handler):
-    """Log lines through the rich stderr console: they print above a live progress bar, unwrapped."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from rnnkit.console import stderr
-
-        try:
-            stderr.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
-        except Exception:  # pragma: no cover - logging must never raise
-            self.handleError(record)
-
-
-def _setup_logging(quiet: bool = False) -> None:
-    handler = _ConsoleHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler], force=True)
 
 
 Opt = typer.Option
@@ -46,14 +29,6 @@ Opt = typer.Option
 # options that several commands take, declared once (a config's settings are flags of its own: below)
 ForceOpt = Annotated[bool, Opt(help="Replace an existing run folder.")]
 CheckpointOpt = Annotated[str, Opt(help="best or last.")]
-TrustBackboneOpt = Annotated[
-    str,
-    Opt(
-        "--backbone",
-        help="The external backbone (package.module:factory) the run was trained with: a run folder never "
-        "names code that loading imports, so you name it yourself, and only if you trust it.",
-    ),
-]
 EncodingOpt = Annotated[str, Opt(help="Text encoding of the files.")]
 OutOpt = Annotated[Path | None, Opt("--out", "-o", help="Run folder.")]
 ResumeOpt = Annotated[Path | None, Opt(help="Continue this run folder from its last checkpoint.")]
@@ -143,22 +118,35 @@ def _typed(flag: Flag, value: Any) -> Any:
 
 
 def _train_task(
-    name: str, values: ConfigValues, set_: list[str] | None, *, data: object, base: dict[str, Any],
-    fresh: Callable[[], Any], default_out: Path | None, missing: str = "", saved: Callable[[Path], Any],
-    out: Path | None, resume: Path | None, force: bool, quiet: bool, report: Callable[[dict], str],
+    name: str,
+    values: ConfigValues,
+    set_: list[str] | None,
+    *,
+    data: object,
+    base: dict[str, Any],
+    saved: Callable[[Path], Any],
+    default_out: Path | None,
+    out: Path | None,
+    resume: Path | None,
+    force: bool,
+    quiet: bool,
+    report: Callable[[dict], str],
+    missing: str = "",
+    fresh: Callable[[], Any] | None = None,
     checkpoint_at_eval: bool = True,
-) -> None:  # fmt: skip
-    """A new run (``fresh()`` with ``base``, what DATA and the like set; ``missing`` says what to
-    give when DATA or a ``base`` value is None) or ``--resume``; then the flags' values and ``--set``
-    (typed, in that order), training (each rank under ``torchrun``) and its report; exit 130 when
-    stopped. ``checkpoint_at_eval``: ``--eval-interval`` sets the checkpoint interval as well (the
-    tasks' train commands; the char-RNN's has ``--checkpoint-interval`` for that)."""
+) -> None:
+    """A new run (``fresh()``, by default the task's config class ``TASKS[name].config``, with ``base``,
+    what DATA and the like set; ``missing`` says what to give when DATA or a ``base`` value is None) or
+    ``--resume`` (the config ``saved(run)`` reads back); then the flags' values and ``--set`` (typed, in
+    that order), training (each rank under ``torchrun``) and its report; exit 130 when stopped.
+    ``checkpoint_at_eval``: ``--eval-interval`` sets the checkpoint interval as well (the tasks' train
+    commands; the char-RNN's has ``--checkpoint-interval`` for that)."""
     from rnnkit.config import apply, override
     from rnnkit.tasks import TASKS
     from rnnkit.train.distributed import from_environment
     from rnnkit.train.run import train
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     if resume is not None:
         if data or (out is not None and out != resume):
             raise UsageError("--resume: give the run folder only, no DATA or other --out")
@@ -167,7 +155,7 @@ def _train_task(
     else:
         if missing and (data is None or any(v is None for v in base.values())):
             raise UsageError(missing)
-        config = apply(fresh(), base)
+        config = apply((fresh or TASKS[name].config)(), base)
         target = out or default_out or Path("runs") / name
     values = dict(values)
     if checkpoint_at_eval and values.get("train.checkpoint_interval") is None:
@@ -177,7 +165,7 @@ def _train_task(
         if place.world_size > 1:
             config = apply(config, {"train.device": place.device})
             if place.rank:
-                _setup_logging(quiet=True)  # rank 0 speaks for the group
+                setup_logging(quiet=True)  # rank 0 speaks for the group
         progress = not quiet and sys.stderr.isatty() and place.rank == 0
         summary = train(
             TASKS[name], config, target, force=force, resume=resume is not None, progress=progress
@@ -204,16 +192,3 @@ NEXT_STEPS = {
     "caption": "rnnkit caption eval {run} IMAGES CAPTIONS.csv   (rnnkit caption predict {run} PICTURE)",
 }
 """What to run after each task's ``train``."""
-
-
-def _read_lines(files: list[Path] | None, encoding: str) -> list[str]:
-    """The non-empty lines of the files (``-`` or none: standard input), stripped."""
-    from rnnkit.data.files import read_text_file
-
-    lines: list[str] = []
-    for path in files or [Path("-")]:
-        text = sys.stdin.read() if str(path) == "-" else read_text_file(path, encoding)
-        lines += [line.strip() for line in text.split("\n") if line.strip()]
-    if not lines:
-        raise DataError("no text given (empty input)")
-    return lines

@@ -18,11 +18,11 @@ from rnnkit.cli.options import (
     QuietOpt,
     ResumeOpt,
     SetOpt,
-    _setup_logging,
     _train_task,
     config_flags,
     log,
 )
+from rnnkit.console import setup_logging
 from rnnkit.errors import UsageError
 
 speech_app = typer.Typer(
@@ -55,7 +55,7 @@ def speech_train(
     from rnnkit.tasks import speech
 
     _train_task(
-        "speech", values, set_, data=wav_dir, fresh=speech.SpeechConfig,
+        "speech", values, set_, data=wav_dir,
         base={"data.wav_dir": wav_dir and str(wav_dir)},
         default_out=wav_dir and Path("runs") / f"speech-{wav_dir.stem}", saved=speech.saved_speech_config,
         missing="give the folder of WAV files, or --resume RUN",
@@ -82,7 +82,7 @@ def speech_eval(
     from rnnkit.tasks import load_run
     from rnnkit.tasks.speech.metrics import evaluate_recordings
 
-    _setup_logging()
+    setup_logging()
     if split not in ("test", "val", "train"):
         raise UsageError(f"--split: expected test, val or train, got {split!r}")
     if beam < 1 or decoder not in ("attention", "ctc"):
@@ -113,7 +113,7 @@ def speech_transcribe(
     from rnnkit.tasks import load_run
     from rnnkit.tasks.speech import plot_attention
 
-    _setup_logging()
+    setup_logging()
     if beam < 1 or decoder not in ("attention", "ctc"):
         raise UsageError("--beam: 1 or more; --decoder: attention or ctc")
     loaded = load_run(run, checkpoint, task="speech")

@@ -19,11 +19,10 @@ from rnnkit.cli.options import (
     QuietOpt,
     ResumeOpt,
     SetOpt,
-    _read_lines,
-    _setup_logging,
     _train_task,
     config_flags,
 )
+from rnnkit.console import setup_logging
 
 tag_app = typer.Typer(
     help="Sequence tagging with a BiRNN (+CRF): named entities, Chinese word segmentation.",
@@ -56,7 +55,7 @@ def tag_train(
     from rnnkit.tasks import tag
 
     _train_task(
-        "tag", values, set_, data=data, fresh=tag.TaggerConfig,
+        "tag", values, set_, data=data,
         base={"data.train": data and str(data), "data.format": format_},
         default_out=data and Path("runs") / f"tag-{data.stem}", saved=tag.saved_tagger_config,
         missing="give the training file, or --resume RUN",
@@ -78,7 +77,7 @@ def tag_eval(
     from rnnkit.tasks import load_run
     from rnnkit.tasks.tag.metrics import score_file
 
-    _setup_logging()
+    setup_logging()
     loaded = load_run(run, checkpoint, task="tag")
     found = score_file(loaded, data, format_, encoding)
     if json_:
@@ -100,13 +99,13 @@ def tag_predict(
     encoding: EncodingOpt = "utf-8",
 ) -> None:
     """Segment raw text into words (segmented models) or print token<TAB>tag lines (conll models)."""
+    from rnnkit.data.files import read_lines
     from rnnkit.tasks import load_run
-    from rnnkit.tasks.tag.metrics import tag_lines
 
-    _setup_logging()
+    setup_logging()
     loaded = load_run(run, checkpoint, task="tag")
-    for line in tag_lines(loaded, _read_lines(files, encoding)):
-        if line.words is not None:
-            print("  ".join(line.words))
+    for found in loaded.tag_texts(read_lines(files, encoding)):
+        if "words" in found:
+            print("  ".join(found["words"]))
         else:
-            print("\n".join(f"{t}\t{g}" for t, g in zip(line.tokens, line.tags, strict=True)) + "\n")
+            print("\n".join(f"{t}\t{g}" for t, g in zip(found["tokens"], found["tags"], strict=True)) + "\n")

@@ -7,6 +7,7 @@ fit in memory. A ``.zip`` holding exactly one file is read as that file.
 from __future__ import annotations
 
 import io
+import sys
 import zipfile
 from pathlib import Path
 
@@ -70,3 +71,15 @@ def read_text_file(path: Path, encoding: str = "utf-8", what: str = "a text file
     except LookupError:
         raise DataError(f"--encoding: unknown encoding {encoding!r}") from None
     return text.replace(BOM, "")
+
+
+def read_lines(files: list[Path] | None, encoding: str = "utf-8") -> list[str]:
+    """The non-empty lines of ``files``, stripped, in order (``-`` or no files: standard input); a
+    :class:`DataError` when there are none. What ``rnnkit classify predict`` and ``tag predict`` read."""
+    lines: list[str] = []
+    for path in files or [Path("-")]:
+        text = sys.stdin.read() if str(path) == "-" else read_text_file(path, encoding)
+        lines += [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        raise DataError("no text given (empty input)")
+    return lines

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from rnnkit import xray
+from rnnkit.data.files import read_text_file
+from rnnkit.errors import DataError
 from rnnkit.serve.app import STATIC, inspection
 from rnnkit.train.rundir import no_symlink
 
@@ -67,3 +69,16 @@ def write_report(model, vocab, text: str, out: Path, *, name: str, layer: int = 
     out.parent.mkdir(parents=True, exist_ok=True)
     no_symlink(out).write_text(page, encoding="utf-8")
     return data
+
+
+def inspect_file(
+    loaded, file: Path, out: Path, *, name: str, layer: int = -1, state: str = "auto", max_chars: int = 2000,
+    top: int = 5, encoding: str = "utf-8",
+) -> dict:  # fmt: skip
+    """:func:`write_report` on the first ``max_chars`` characters of ``file`` read through ``loaded`` (a
+    loaded char-RNN, :class:`rnnkit.tasks.lm.LoadedLM`): what ``rnnkit inspect`` writes. A
+    :class:`DataError` when the file gives fewer than two characters."""
+    text = read_text_file(file, encoding)[:max_chars]
+    if len(text) < 2:
+        raise DataError(f"{file}: needs at least two characters")
+    return write_report(loaded.model, loaded.vocab, text, out, name=name, layer=layer, state=state, top=top)
