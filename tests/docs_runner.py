@@ -14,6 +14,10 @@ What is collected
   A command that runs a script of ``bench/`` is skipped too: those print the figures of the docs over
   minutes or hours and are never run by the tests (README). Each skip is listed with its reason, as
   a skipped test, never counted as passed.
+- ``<!-- docs-test: last -->`` on the line before a block runs the block after every other command of
+  the page. A task page opens with a short Python example on a run that the page's commands train
+  further down; the example runs, as written, once that run exists (with the page's budget, so its
+  output is a barely trained model's). :func:`collect` returns the commands in the order they run.
 
 How a file runs
 ---------------
@@ -74,6 +78,7 @@ SHELL_TAGS = {"bash", "sh", "shell", "console"}
 PYTHON_TAGS = {"python", "py"}
 COMMAND_START = re.compile(r"^(\$ )?(\.venv/bin/|rnnkit |torchrun |curl |python|make |echo |cd |export )")
 SKIP_MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*skip\b\s*(.*?)\s*-->\s*$")
+LAST_MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*last\s*-->\s*$")
 BENCH = re.compile(r"(^|\s)(\S*/)?bench/\S+\.py\b")
 DEFAULT_BUDGET = 2
 SHAPES = 40
@@ -124,6 +129,7 @@ class Block:
     kind: str  # "shell", "console" (commands after a $ prompt) or "python"
     lines: tuple[str, ...]  # the block's lines
     skip: str | None = None  # the reason of a skip marker
+    last: bool = False  # a last marker: runs after the page's other commands
 
     @property
     def where(self) -> str:
@@ -137,6 +143,7 @@ class Command:
     kind: str  # "shell" or "python"
     text: str  # as bash reads it (continuations kept), or the Python code
     skip: str | None = None
+    last: bool = False
 
     @property
     def where(self) -> str:
@@ -167,25 +174,26 @@ def collect_blocks(text: str, doc: str) -> list[Block]:
             first = next((b.strip() for b in body if b.strip()), "")
             kind = "shell" if COMMAND_START.match(first) else None
         if kind:
-            blocks.append(Block(doc, i + 1, kind, body, _skip_reason(lines, i)))
+            marker = _marker(lines, i)
+            skip = SKIP_MARKER.match(marker)
+            reason = (skip.group(1) or "no reason given") if skip else None
+            blocks.append(Block(doc, i + 1, kind, body, reason, bool(LAST_MARKER.match(marker))))
         i = end + 1
     return blocks
 
 
-def _skip_reason(lines: list[str], fence: int) -> str | None:
+def _marker(lines: list[str], fence: int) -> str:
+    """The last non-blank line before the fence (where a marker goes), or ``""``."""
     j = fence - 1
     while j >= 0 and not lines[j].strip():
         j -= 1
-    found = SKIP_MARKER.match(lines[j]) if j >= 0 else None
-    if found is None:
-        return None
-    return found.group(1) or "no reason given"
+    return lines[j] if j >= 0 else ""
 
 
 def commands_of(block: Block) -> list[Command]:
     """The block's commands: one per line with its continuation lines; comments and blanks dropped."""
     if block.kind == "python":
-        return [Command(block.doc, block.line + 1, "python", "\n".join(block.lines), block.skip)]
+        return [Command(block.doc, block.line + 1, "python", "\n".join(block.lines), block.skip, block.last)]
     found: list[Command] = []
     current: list[str] = []
     start = 0
@@ -213,13 +221,15 @@ def _command(block: Block, line: int, text: str) -> Command:
     skip = block.skip
     if skip is None and BENCH.search(text.split("#")[0]):
         skip = "a benchmark script of bench/: prints the figures of the docs over minutes or hours"
-    return Command(block.doc, line, "shell", text, skip)
+    return Command(block.doc, line, "shell", text, skip, block.last)
 
 
 def collect(path: Path, doc: str | None = None) -> list[Command]:
-    """Every command of one Markdown file, skipped ones included, in the file's order."""
+    """Every command of one Markdown file, skipped ones included, in the order they run: the file's,
+    with the blocks marked ``last`` moved to the end (in their own order)."""
     name = doc or path.name
-    return [c for b in collect_blocks(path.read_text(encoding="utf-8"), name) for c in commands_of(b)]
+    found = [c for b in collect_blocks(path.read_text(encoding="utf-8"), name) for c in commands_of(b)]
+    return [c for c in found if not c.last] + [c for c in found if c.last]
 
 
 def doc_files(repo: Path = REPO) -> list[str]:

@@ -181,9 +181,6 @@ def test_speech_beams_equal_one_utterance_at_a_time(beam, alpha, max_chars):
     assert [h.tokens for h in found] == [ids for ids, _ in alone]
     assert [h.score for h in found] == pytest.approx([s for _, s in alone], rel=1e-5, abs=1e-6)
     assert model.beams(x, lengths, beam, max_chars, alpha) == [ids for ids, _ in alone]
-    ids, weights = model.beam(x[:1, :13], 13, beam, max_chars, alpha)
-    assert ids == alone[0][0] and weights.shape[0] == len(ids) + 1  # one row per output, </s> included
-    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[0]))
     if max_chars > 1:
         assert len({len(ids) for ids, _ in alone}) > 1
 

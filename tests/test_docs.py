@@ -165,6 +165,42 @@ def test_blocks_commands_and_skips_are_collected():
     assert commands[-1].kind == "python" and commands[0].where == "page.md:5"
 
 
+def test_a_block_marked_last_runs_after_the_page(tmp_path):
+    """A page's opening Python example on a run trained further down runs once that run exists."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# A task\n\n<!-- docs-test: last -->\n\n```python\nimport rnnkit\nrnnkit.load('runs/x')\n```\n\n"
+        "```bash\nrnnkit tag train t.txt --out runs/x\necho done\n```\n\n"
+        "<!-- docs-test: skip needs a GPU -->\n```bash\nrnnkit tag train t.txt --device cuda\n```\n",
+        encoding="utf-8",
+    )
+    found = collect(page, "page.md")
+    assert [(c.line, c.kind, c.last, c.skip is None) for c in found] == [
+        (11, "shell", False, True),
+        (12, "shell", False, True),
+        (17, "shell", False, False),
+        (6, "python", True, True),
+    ]
+    blocks = collect_blocks(page.read_text(encoding="utf-8"), "page.md")
+    assert [b.last for b in blocks] == [True, False, False]
+
+
+def test_every_task_page_opens_with_a_python_example():
+    """Each task page's first code block is the Python example of its loaded model (run by its page)."""
+    pages = {
+        "docs/char-rnn.md": ".generate(", "docs/shakespeare.md": ".generate(", "docs/poems.md": ".generate(",
+        "docs/lyrics.md": ".generate(", "docs/code.md": ".generate(", "docs/classify.md": ".classify(",
+        "docs/tagging.md": ".tag_texts(", "docs/forecast.md": ".forecast(", "docs/speech.md": ".transcribe(",
+        "docs/caption.md": ".caption(",
+    }  # fmt: skip
+    for doc, method in pages.items():
+        first = collect_blocks((REPO / doc).read_text(encoding="utf-8"), doc)[0]
+        assert first.kind == "python" and first.skip is None, f"{doc}: its first block is not Python"
+        code = "\n".join(first.lines)
+        assert "rnnkit.load(" in code and method in code and "print(" in code, doc
+        assert len([line for line in first.lines if line.strip()]) <= 5, f"{doc}: more than five lines"
+
+
 def test_budgets_are_cut_at_run_time():
     assert shrink(["train", "in.txt", "--preset", "shakespeare"], 2)[-2:] == ["--max-steps", "2"]
     assert shrink(["train", "--resume", "r", "--max-minutes", "30"], 2)[-2:] == ["--max-steps", "4"]
@@ -225,8 +261,10 @@ def test_a_broken_command_in_a_copy_of_a_page_fails_it(server, tmp_path):
     assert first.rc == 2 and "--windw" in first.stderr
     report = result.report()
     assert f"docs/forecast.md:{line}: exit code 2" in report and "--windw" in report
-    # the commands that needed its run folder fail after it; the others still ran
-    assert all(r.command.line > line for r in result.failures[1:])
+    # the commands that needed its run folder fail after it (the page's opening example, run last,
+    # among them); the others still ran
+    assert all(r.command.line > line or r.command.last for r in result.failures[1:])
+    assert result.failures[-1].command.last and result.failures[-1].command.kind == "python"
     assert len(result.results) == len([c for c in collect(copy) if c.skip is None])
 
 

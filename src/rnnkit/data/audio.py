@@ -56,29 +56,43 @@ class FeatureConfig:
         return 1 << (self.window - 1).bit_length()
 
 
-def read_wav(path: Path, sample_rate: int, min_seconds: float = 0.05) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] at ``sample_rate``; a :class:`DataError` naming the file otherwise."""
+def read_wav(
+    source: Path | bytes, sample_rate: int, min_seconds: float = 0.05, name: str = "the audio"
+) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at ``sample_rate`` of a WAV file, named by its path or given as
+    its content (bytes, an upload: read from memory, nothing written to disk); a one-line
+    :class:`DataError` naming the file (or ``name`` for bytes) otherwise."""
+    import io
+
     import soundfile
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file, expected a WAV recording")
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        if not data:
+            raise DataError(f"{name}: empty, expected a WAV recording")
+        opened: io.BytesIO | str = io.BytesIO(data)
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: empty file, expected a WAV recording")
+        opened = str(path)
     try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
+        samples, rate = soundfile.read(opened, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         reason = str(exc).split(":")[-1].strip() or "unreadable"
-        raise DataError(f"{path}: not a readable audio file ({reason})") from None
+        raise DataError(f"{name}: not a readable audio file ({reason})") from None
     if samples.shape[1] != 1:
         raise DataError(
-            f"{path}: {samples.shape[1]} channels; rnnkit speech reads mono audio "
+            f"{name}: {samples.shape[1]} channels; rnnkit speech reads mono audio "
             f"(mix it down first, e.g. sox in.wav -c 1 out.wav)"
         )
     samples = samples[:, 0]
     seconds = len(samples) / rate
     if seconds < min_seconds:
-        raise DataError(f"{path}: {seconds:.3f} s of audio; at least {min_seconds:g} s are needed")
+        raise DataError(f"{name}: {seconds:.3f} s of audio; at least {min_seconds:g} s are needed")
     if rate != sample_rate:
         from scipy.signal import resample_poly
 
@@ -136,7 +150,8 @@ def normalise_utterance(features: Tensor) -> Tensor:
     return (features - features.mean(0)) / (features.std(0, unbiased=False) + 1e-5)
 
 
-def features_of(path: Path, config: FeatureConfig) -> Tensor:
-    """Read and featurise one file (per-utterance normalisation applied when configured)."""
-    feats = log_mel(read_wav(path, config.sample_rate, config.min_seconds), config)
+def features_of(source: Path | bytes, config: FeatureConfig) -> Tensor:
+    """Read and featurise one WAV file, named by its path or given as its content (bytes; see
+    :func:`read_wav`), per-utterance normalisation applied when configured."""
+    feats = log_mel(read_wav(source, config.sample_rate, config.min_seconds), config)
     return normalise_utterance(feats) if config.normalise == "utterance" else feats

@@ -29,13 +29,19 @@ SPECIALS = Specials(pad="<pad>", start="<start>", end="<end>", unk="<unk>")
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
-def load_image(path: Path, size: int) -> Tensor:
-    """``(3, size, size)`` uint8; a :class:`DataError` naming the file when it is not a picture."""
+def load_image(path: Path | bytes, size: int) -> Tensor:
+    """``(3, size, size)`` uint8 of a picture file, named by its path or given as its content (bytes of
+    a PNG or JPEG, an upload: decoded in memory); a :class:`DataError` naming the file (or "the image")
+    when it is not a picture."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
+    source: Path | io.BytesIO
+    if isinstance(path, bytes | bytearray | memoryview):
+        source, path = io.BytesIO(bytes(path)), Path("the image")
+    else:
+        source = path = Path(path)
     try:
-        with Image.open(path) as opened:
+        with Image.open(source) as opened:
             opened.load()
             image: Image.Image = opened
             if image.mode in ("RGBA", "LA", "P") and (image.mode != "P" or "transparency" in image.info):
@@ -45,7 +51,7 @@ def load_image(path: Path, size: int) -> Tensor:
             image = image.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"{path}: no such image") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         reason = str(exc).split(":")[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: not a readable image ({reason})") from None
     w, h = image.size

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from rnnkit.config import from_dict
 from rnnkit.data.buckets import BucketStream, pad
 from rnnkit.data.vocab import END_ID, START_ID, TokenTable
-from rnnkit.errors import CheckpointError, DataError
+from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.tasks.caption.config import TASK, CaptionConfig, CaptionModelConfig
 from rnnkit.tasks.caption.data import (
     Split,
@@ -27,7 +27,7 @@ from rnnkit.tasks.caption.data import (
     prepare,
     word_table,
 )
-from rnnkit.tasks.caption.metrics import bleu, describe
+from rnnkit.tasks.caption.metrics import CaptionEvaluation, bleu, describe
 from rnnkit.tasks.caption.model import Captioner
 from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
@@ -148,14 +148,34 @@ def prepare_task(config: CaptionConfig, setup: Setup) -> CaptionTask:
 
 @dataclass
 class LoadedCaptioner:
+    """A trained captioner, as ``rnnkit.load(run_dir)`` returns it.
+
+    Methods:
+
+    - ``caption(images, beam=1) -> list[str]``: a caption for each picture, given by its path or its
+      content (bytes of a PNG or JPEG, decoded in memory; an unreadable one is a one-line
+      :class:`DataError`); greedy, or batched beam search with ``beam`` > 1. What ``rnnkit caption
+      predict`` prints and the server's ``/v1/caption`` gives. ``describe`` is the same method.
+
+    Attributes: ``model``, ``vocab``, ``config``, ``checkpoint``.
+    """
+
     model: Captioner
     vocab: TokenTable
     config: CaptionConfig
     checkpoint: str
 
-    def describe(self, paths: list[Path], beam: int = 1) -> list[str]:
-        images = torch.stack([load_image(p, self.config.model.image_size) for p in paths])
-        return describe(self.model, images, self.vocab, self.config.data.max_words, beam)
+    def caption(self, images: list[Path | bytes], beam: int = 1) -> list[str]:
+        """A caption of each picture: :func:`~rnnkit.tasks.caption.metrics.describe` of them, read at the
+        model's size."""
+        if beam < 1:
+            raise UsageError(f"beam: expected 1 or more, got {beam}")
+        if not images:
+            return []
+        pictures = torch.stack([load_image(image, self.config.model.image_size) for image in images])
+        return describe(self.model, pictures, self.vocab, self.config.data.max_words, beam)
+
+    describe = caption
 
 
 def saved_caption_config(run_dir: Path) -> CaptionConfig:
@@ -218,6 +238,13 @@ def picture_grid(paths: list[Path], texts: list[str], out: Path, columns: int = 
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(no_symlink(out), dpi=100)
     plt.close(fig)
+
+
+def evaluation_grid(found: CaptionEvaluation, images: Path, out: Path, count: int = 12) -> None:
+    """:func:`picture_grid` of the first ``count`` pictures of an evaluation (``images``: their folder)
+    and the captions the model wrote for them: what ``rnnkit caption eval --grid`` saves."""
+    paths = [images / name for name in found.names[:count]]
+    picture_grid(paths, found.captions[:count], out)
 
 
 def _wrap(text: str, width: int) -> list[str]:

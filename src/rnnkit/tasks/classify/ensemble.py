@@ -17,7 +17,7 @@ from torch import Tensor
 from rnnkit.config import to_dict
 from rnnkit.errors import CheckpointError, UsageError
 from rnnkit.tasks.classify.config import TASK, ClassifierConfig
-from rnnkit.tasks.classify.metrics import score_file
+from rnnkit.tasks.classify.metrics import classify_texts, score_file
 from rnnkit.tasks.classify.pretrain import stopped_in_pretraining
 from rnnkit.train.checkpoint import (
     ENSEMBLE_FILE,
@@ -167,7 +167,8 @@ def is_ensemble(run_dir: Path) -> bool:
 
 @dataclass
 class LoadedEnsemble:
-    """Classifiers whose averaged probabilities are the prediction; the same interface as one."""
+    """Classifiers whose averaged probabilities are the prediction; the same interface as one
+    (``classify(texts) -> list[dict]``, ``predict(texts) -> Tensor``; see :class:`LoadedClassifier`)."""
 
     members: list[LoadedClassifier]
     labels: list[str]
@@ -185,3 +186,8 @@ class LoadedEnsemble:
             columns = [self.labels.index(label) for label in member.labels]
             total[:, columns] += member.predict(texts)
         return total / len(self.members)
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        """Each text's label and every label's probability, from the averaged members:
+        :func:`~rnnkit.tasks.classify.metrics.classify_texts`."""
+        return classify_texts(self, texts)

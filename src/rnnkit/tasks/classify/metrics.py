@@ -82,7 +82,18 @@ def score_file(
     return scores([index[y] for y in table.labels], pred, len(loaded.labels)) | {"rows": len(table.texts)}
 
 
-def predict_labels(loaded: LoadedClassifier | LoadedEnsemble, texts: list[str]) -> list[tuple[str, float]]:
-    """The most likely label of each text and its probability, by a trained classifier (or ensemble)."""
-    best, at = loaded.predict(texts).max(-1)
-    return [(loaded.labels[i], p) for p, i in zip(best.tolist(), at.tolist(), strict=True)]
+def classify_texts(loaded: LoadedClassifier | LoadedEnsemble, texts: list[str]) -> list[dict]:
+    """Each text's most likely label and every label's probability (in the order of ``loaded.labels``),
+    from one :meth:`predict` of them all: what ``rnnkit classify predict``, the server's ``/v1/classify``
+    and ``model.classify`` give."""
+    if not texts:
+        return []
+    probabilities = loaded.predict(list(texts))
+    labels = loaded.labels
+    return [
+        {
+            "label": labels[int(row.argmax())],
+            "probabilities": {label: float(p) for label, p in zip(labels, row.tolist(), strict=True)},
+        }
+        for row in probabilities
+    ]

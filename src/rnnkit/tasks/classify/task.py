@@ -32,7 +32,7 @@ from rnnkit.tasks.classify.ensemble import (
     read_ensemble,
     train_ensemble,
 )
-from rnnkit.tasks.classify.metrics import predict_encoded, scores
+from rnnkit.tasks.classify.metrics import classify_texts, predict_encoded, scores
 from rnnkit.tasks.classify.model import SequenceClassifier
 from rnnkit.tasks.classify.pretrain import PRETRAIN, PretrainTask, TextLanguageModel, stopped_in_pretraining
 from rnnkit.train.build import build_checked
@@ -182,6 +182,19 @@ def prepare_task(config: ClassifierConfig, setup: Setup) -> ClassifyTask:
 
 @dataclass
 class LoadedClassifier:
+    """A trained classifier, as ``rnnkit.load(run_dir)`` returns it (an ensemble run gives a
+    :class:`LoadedEnsemble`, with the same methods).
+
+    Methods:
+
+    - ``classify(texts) -> list[dict]``: each ``{"label": str, "probabilities": {label: float}}``, all
+      texts in one batch (what ``rnnkit classify predict`` and the server's ``/v1/classify`` give).
+    - ``predict(texts) -> Tensor``: the class probabilities ``(N, C)``, columns in ``labels`` order.
+    - ``encode(texts)``: the token ids the model reads.
+
+    Attributes: ``model``, ``inputs`` (vocabulary and tokenisation), ``labels``, ``config``, ``checkpoint``.
+    """
+
     model: SequenceClassifier
     inputs: TextInputs
     labels: list[str]
@@ -198,6 +211,10 @@ class LoadedClassifier:
     def predict(self, texts: list[str]) -> Tensor:
         """Class probabilities ``(N, C)``."""
         return predict_encoded(self.model, self.encode(texts))
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        """Each text's label and every label's probability: :func:`classify_texts`."""
+        return classify_texts(self, texts)
 
 
 def saved_classifier_config(run_dir: Path) -> ClassifierConfig:

@@ -191,6 +191,36 @@ def prepare(series: Series, d: ForecastDataConfig, stats: dict | None = None) ->
     return Prepared((values - mean) / std, z, raw, mean, std, target_mean, target_std, spans, season)
 
 
+def history_needed(d: ForecastDataConfig, season: int) -> int:
+    """The fewest values a forecast reads: a full window (a season more for seasonal-diff) and, with a
+    season, one season behind the steps ahead (for the seasonal-naive forecast beside it)."""
+    return max(first_end(d, season) + 1, season)
+
+
+def prepare_history(values: np.ndarray, d: ForecastDataConfig, stats: dict, where: str) -> Prepared:
+    """The last values of a series ``(T, F)`` (the target first, then the run's input columns), scaled
+    with a trained run's statistics as :func:`prepare` scales its training series, to forecast what
+    comes after them (no spans: nothing is held out). ``where`` names the series in errors."""
+    season = int(stats["season"])
+    need = history_needed(d, season)
+    if values.ndim != 2 or len(values) < need:
+        got = len(values) if values.ndim >= 1 else 0
+        raise DataError(f"{where}: {got} values; this forecaster needs at least {need} to forecast from")
+    if not np.isfinite(values).all():
+        raise DataError(f"{where}: holds a value that is not a finite number")
+    if d.log and (values[:, 0] <= 0).any():
+        raise DataError(f"{where}: this forecaster models the logarithm (--log) and needs positive values")
+    raw = values[:, 0].copy()
+    values = values.copy()
+    if d.log:
+        values[:, 0] = np.log(values[:, 0])
+    mean, std = np.array(stats["mean"]), np.array(stats["std"])
+    scaled = (values - mean) / std
+    return Prepared(
+        scaled, values[:, 0], raw, mean, std, stats["target_mean"], stats["target_std"], {}, season
+    )
+
+
 def windows(p: Prepared, d: ForecastDataConfig, split: str) -> list[int]:
     return window_ends(p.spans, d, p.season, split)
 

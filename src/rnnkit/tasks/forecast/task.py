@@ -20,6 +20,7 @@ from rnnkit.tasks.forecast.data import (
     actual_values,
     batch_of,
     prepare,
+    prepare_history,
     read_series,
     to_values,
     windows,
@@ -109,13 +110,62 @@ class ForecastTask(Task):
 
 @dataclass
 class LoadedForecaster:
+    """A trained forecaster, as ``rnnkit.load(run_dir)`` returns it.
+
+    Methods:
+
+    - ``forecast(series=None) -> dict``: the next ``horizon`` values after a series (default: the end of
+      the run's own CSV file), with the naive baselines beside them (what the server's ``/v1/forecast``
+      gives): ``{"horizon", "history", "forecast", "baselines": {"naive", "seasonal_naive"}}``.
+    - ``evaluate(split="test", path=None) -> dict``: errors of the model and the baselines on a span of
+      the run's series (what ``rnnkit forecast eval`` prints).
+
+    Attributes: ``model``, ``config``, ``stats`` (the scaling and the season), ``checkpoint``.
+    """
+
     model: Forecaster
     config: ForecastConfig
     stats: dict
     checkpoint: str
 
-    def evaluate(self, split: str = "test", path: Path | None = None) -> dict:
-        """Errors of the model and the baselines on ``split`` of the run's series (or of ``path``)."""
+    def forecast(self, series: list[float] | None = None) -> dict:
+        """The next ``horizon`` values after ``series`` (values of the one column the run forecasts,
+        oldest first; at least :func:`history_needed` of them), or, with ``None``, after the end of the
+        run's own series (``config.data.path``, its input columns too). Returns ``horizon``, ``history``
+        (the last values of the target, at most 200), ``forecast`` and ``baselines``: ``naive`` (the
+        last value repeated) and, when the run has a season, ``seasonal_naive`` (the value a season
+        before each step)."""
+        d = self.config.data
+        if series is None:
+            where = d.path
+            values = read_series(Path(d.path), d.column, d.inputs, d.date_column).values
+        else:
+            where = "the series"
+            columns = len(self.stats["mean"])
+            if columns != 1:
+                raise DataError(
+                    f"this forecaster reads {columns} columns ({d.column} and {', '.join(d.inputs)}); "
+                    "it forecasts only the end of its own series (give no series)"
+                )
+            try:
+                values = np.asarray(series, dtype=np.float64).reshape(len(series), 1)
+            except (TypeError, ValueError):
+                raise DataError(f"{where}: expected a list of numbers") from None
+        p = prepare_history(values, d, self.stats, where)
+        t = len(values) - 1  # the last input step
+        x = torch.tensor(p.inputs[t - d.window + 1 : t + 1][None], dtype=torch.float32)  # (1, window, F)
+        with torch.no_grad():
+            pred = to_values(p, d, [t], self.model(x).float().numpy())[0]
+        return {
+            "horizon": d.horizon,
+            "history": p.raw[-200:].tolist(),
+            "forecast": pred.tolist(),
+            "baselines": {name: values[0].tolist() for name, values in baselines(p, d, [t]).items()},
+        }
+
+    def evaluate(self, split: str = "test", path: Path | None = None, plot_to: Path | None = None) -> dict:
+        """Errors of the model and the baselines on ``split`` of the run's series (or of ``path``); with
+        ``plot_to``, also the PNG of :func:`plot` there, its path under ``"plot"``."""
         d = self.config.data
         series = read_series(Path(path or d.path), d.column, d.inputs, d.date_column)
         p = prepare(series, d, self.stats)
@@ -128,21 +178,29 @@ class LoadedForecaster:
         actual = actual_values(p, d, ends)
         result = {"split": split, "windows": len(ends), "horizon": d.horizon, "season": p.season}
         result |= errors(pred, actual)
-        for name, forecast in baselines(p, d, ends).items():
+        base = baselines(p, d, ends)
+        for name, forecast in base.items():
             result[name] = errors(forecast, actual)
-        result["_plot"] = (series, ends, pred, actual, baselines(p, d, ends))
+        if plot_to is not None:
+            title = f"{Path(path or d.path).name}: {d.column}, {split} span, horizon {d.horizon}"
+            plot(result, Path(plot_to), title, series=series, ends=ends, pred=pred, actual=actual, base=base)
+            result["plot"] = str(plot_to)
         return result
 
 
-def plot(result: dict, out: Path, title: str) -> None:
-    """Actual values, the model's first-step forecasts and the baselines over the evaluated span."""
+def plot(
+    result: dict, out: Path, title: str, *, series: Series, ends: list[int], pred: np.ndarray,
+    actual: np.ndarray, base: dict[str, np.ndarray],
+) -> None:  # fmt: skip
+    """Actual values, the model's first-step forecasts ``pred`` and the ``base``-line forecasts over the
+    windows ending at ``ends`` of ``series``; the legend gives their RMSEs from ``result`` (what
+    :meth:`LoadedForecaster.evaluate` returns)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series, ends, pred, actual, base = result["_plot"]
-    xs = [series.dates[t + 1] for t in ends] if series.dates else [t + 1 for t in ends]
+    xs: list = [series.dates[t + 1] for t in ends] if series.dates else [t + 1 for t in ends]
     fig, ax = plt.subplots(figsize=(10, 4), dpi=110)
     ax.plot(xs, actual[:, 0], color="black", lw=1.2, label="actual")
     ax.plot(xs, pred[:, 0], color="tab:red", lw=1.2, label=f"rnnkit (RMSE {result['rmse']:.3g})")

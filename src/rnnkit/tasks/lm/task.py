@@ -1,11 +1,13 @@
 """The language model's task for the trainer (:class:`LMTask`), the loaded model of a trained run
-(``load_lm``, ``score_text``, ``score_files``, ``generate_text``), ``prepare_task`` and :data:`SPEC`."""
+(``load_lm``, ``score_text``, ``score_files``, ``generate_text``, ``sample_streams``), ``prepare_task``
+and :data:`SPEC`."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from rnnkit.data.batching import StreamBatcher
 from rnnkit.data.corpus import EncodedCorpus
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.errors import CheckpointError, DataError, UsageError
-from rnnkit.generate import SamplingConfig, generate_pieces
+from rnnkit.generate import Piece, PoemForm, SamplingConfig, generate_pieces
 from rnnkit.nn import LSTMState
 from rnnkit.tasks.lm.config import TASK, LMConfig, describe_preset
 from rnnkit.tasks.lm.data import _encode, _saved_corpus
@@ -103,9 +105,14 @@ class LMTask(Task):
         loss = nats / count
         return {"val_loss": loss, "val_bpc": loss / math.log(2)}
 
-    def on_evaluate(self, model: nn.Module, step: int) -> None:
-        if self.config.train.sample_length:
-            log.info("sample at step %d:\n%s", step, self.sample_text(model))
+    # the contract (train/task.py) still declares None; the trainer records a returned mapping of texts
+    def on_evaluate(self, model: nn.Module, step: int) -> dict[str, str]:
+        """Print the sample, and hand it back to the trainer (TensorBoard's ``sample`` text)."""
+        if not self.config.train.sample_length:
+            return {}
+        text = self.sample_text(model)
+        log.info("sample at step %d:\n%s", step, text)
+        return {"sample": text}
 
     def sample_text(self, model: nn.Module) -> str:
         """The sample printed at each evaluation: ``sample_length`` characters after a line break at
@@ -129,10 +136,61 @@ class LMTask(Task):
 
 @dataclass
 class LoadedLM:
+    """A trained char-RNN, as ``rnnkit.load(run_dir)`` returns it.
+
+    Methods (the same code ``rnnkit sample``/``rnnkit eval`` and the server run):
+
+    - ``generate(prime="", length=200, *, temperature=0.8, top_k=0, top_p=1.0, seed=None, stop=None,
+      form=None, beam=1) -> str``: the text written after ``prime`` (the prime not repeated).
+    - ``score(text) -> dict``: nats, bits and perplexity per character of ``text``.
+
+    Attributes: ``model`` (the :class:`CharLM`, in eval mode), ``vocab``, ``config`` (the run's
+    :class:`LMConfig`), ``checkpoint`` (best or last).
+    """
+
     model: CharLM
     vocab: Vocabulary
     config: LMConfig
     checkpoint: str
+
+    def generate(
+        self,
+        prime: str = "",
+        length: int = 200,
+        *,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: str | None = None,
+        form: PoemForm | None = None,
+        beam: int = 1,
+    ) -> str:
+        """The text the model writes after ``prime`` (read first; not repeated in the result): what
+        ``rnnkit sample`` prints after the prime for the same options. ``length`` characters (or
+        tokens) drawn at ``temperature`` among the ``top_k`` / ``top_p`` most likely (``seed``: the same
+        text every time); ``beam`` > 1: the most likely continuation by beam search with that many beams
+        (``rnnkit sample --beam``) instead of sampling. It ends right after the first ``stop``, if it
+        comes; a ``form`` (:class:`rnnkit.PoemForm`, built on ``self.vocab``) writes a poem of its own
+        length. An empty prime starts as after a line break."""
+        if length < 0:
+            raise UsageError(f"length: expected 0 or more, got {length}")
+        if beam < 1:
+            raise UsageError(f"beam: expected 1 or more, got {beam}")
+        sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+        pieces = generate_pieces(
+            self.model, self.vocab, prime, length, sampling, seed=seed, form=form, stop=stop,
+            beam=beam if beam > 1 else 0,
+        )  # fmt: skip
+        return "".join(piece.text for piece in pieces)
+
+    def score(self, text: str) -> dict:
+        """:func:`score_text` of ``text`` (at least two characters): ``chars``, ``nats_per_char``,
+        ``bits_per_char``, ``perplexity`` and the unknown characters (``unknown_chars``,
+        ``unknown_distinct``, ``unknown_share``), as ``rnnkit eval`` reports them for a file."""
+        found = score_text(self, text, "text")
+        del found["file"]
+        return found
 
 
 def load_lm(run_dir: Path, which: str = "best", device: str = "cpu") -> LoadedLM:
@@ -180,13 +238,22 @@ def score_files(
     loaded: LoadedLM, sources: list[str], encoding: str = "utf-8", errors: str = "strict"
 ) -> list[dict]:
     """:func:`score_text` of each file that ``sources`` name (files, folders, globs, as training reads
-    them), in order: what ``rnnkit eval`` prints."""
+    them), in order: what ``rnnkit eval`` prints. Logs a warning for each file with more than
+    :data:`UNKNOWN_WARNING` of its characters unknown to the model."""
     from rnnkit.data.corpus import read_chunks, resolve_sources
 
-    return [
+    rows = [
         score_text(loaded, "".join(read_chunks(doc, encoding, errors)), doc.name)
         for doc in resolve_sources(sources)
     ]
+    for row in rows:
+        if row["unknown_share"] > UNKNOWN_WARNING:
+            log.warning(
+                "warning: %s: %.1f%% of its characters (%s distinct) are unknown to this model; its "
+                "figures say little about this text",
+                row["file"], 100 * row["unknown_share"], f"{row['unknown_distinct']:,}",
+            )  # fmt: skip
+    return rows
 
 
 def generate_text(
@@ -207,6 +274,49 @@ def generate_text(
         )
     finally:
         model.train(was_training)
+
+
+def sample_streams(
+    loaded: LoadedLM,
+    prime: str,
+    length: int,
+    sampling: SamplingConfig,
+    *,
+    num_samples: int = 1,
+    seed: int | None = None,
+    stop: str | None = None,
+    beam: int = 0,
+    line_chars: int | None = None,
+    lines: int | None = None,
+    acrostic: str = "",
+) -> Iterator[Iterator[str]]:
+    """What ``rnnkit sample`` writes: one stream of text pieces per sample (:func:`generate_pieces`;
+    sample ``i`` drawn with ``seed + i``). Given ``line_chars`` (5 if not), ``lines`` or ``acrostic``,
+    each sample is a poem of that :class:`PoemForm`; otherwise its stream starts with ``prime`` itself.
+    Logs a warning first when the vocabulary lacks characters of ``prime`` (read as unknown)."""
+    missing = loaded.vocab.missing(prime)
+    if missing:
+        shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in missing)
+        log.warning(
+            "warning: the model's vocabulary lacks these prime characters: %s; read as unknown", shown
+        )
+    form = None
+    if acrostic or line_chars is not None or lines is not None:
+        chars = 5 if line_chars is None else line_chars
+        form = PoemForm(loaded.vocab, line_chars=chars, lines=lines, acrostic=acrostic)
+    for index in range(num_samples):
+        pieces = generate_pieces(
+            loaded.model, loaded.vocab, prime, length, sampling, seed=None if seed is None else seed + index,
+            form=form, stop=stop, beam=beam,
+        )  # fmt: skip
+        yield _with_prime(prime if form is None else "", pieces)
+
+
+def _with_prime(prime: str, pieces: Iterator[Piece]) -> Iterator[str]:
+    if prime:
+        yield prime
+    for piece in pieces:
+        yield piece.text
 
 
 # -------------------------------------------------------------------------------------------------

@@ -87,6 +87,14 @@ class Encoded:
     names: list[str]
 
 
+def audio_features(audio: Path | bytes, config: FeatureConfig) -> Tensor:
+    """:func:`rnnkit.data.audio.features_of` of a WAV file, named by its path or given as its content
+    (bytes, read from memory: nothing is written to disk)."""
+    if isinstance(audio, bytes | bytearray | memoryview):
+        return features_of(bytes(audio), config)
+    return features_of(Path(audio), config)
+
+
 def featurise(utterances: list[Utterance], config: FeatureConfig, chars: TokenTable) -> Encoded:
     feats = [features_of(u.path, config) for u in utterances]
     targets = [chars.encode(u.text, what=f"transcript {u.text!r}") for u in utterances]

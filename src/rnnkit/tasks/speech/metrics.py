@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from rnnkit.data.vocab import TokenTable
+from rnnkit.errors import UsageError
 from rnnkit.tasks.speech.data import list_fsdd, pad_frames, split_fsdd
 from rnnkit.tasks.speech.model import ListenAttendSpell
 
@@ -45,6 +46,15 @@ def transcribe_encoded(
     decoder: str = "attention",
     batch_size: int = 64,
 ) -> list[str]:
+    """The transcript of each utterance's features: greedy (``beam`` 1), batched beam search over the
+    speller (``beam`` > 1, :meth:`ListenAttendSpell.beams`), or the CTC head's best path (``decoder``
+    ``"ctc"``); ``batch_size`` utterances of similar length at a time."""
+    if beam < 1:
+        raise UsageError(f"beam: expected 1 or more, got {beam}")
+    if decoder not in ("attention", "ctc"):
+        raise UsageError(f"decoder: expected attention or ctc, got {decoder!r}")
+    if not features:
+        return []
     model.eval()
     device = next(model.parameters()).device
     out: list[str] = [""] * len(features)
@@ -57,8 +67,7 @@ def transcribe_encoded(
         if decoder == "ctc":
             found = model.ctc_greedy(x, lengths)
         elif beam > 1:
-            found = [model.beam(x[j : j + 1, : int(lengths[j])], int(lengths[j]), beam, limit)[0]
-                     for j in range(len(rows))]  # fmt: skip
+            found = model.beams(x, lengths, beam, limit)
         else:
             found = model.greedy(x, lengths, limit)[0]
         for i, ids in zip(rows, found, strict=True):

@@ -138,19 +138,6 @@ class ListenAttendSpell(nn.Module):
         return [h.tokens for h in found]
 
     @torch.no_grad()
-    def beam(self, feats: Tensor, length: int, beam_size: int, max_chars: int, alpha: float = 1.0):
-        """:meth:`beams` of one utterance ``(1, T, F)``, and the attention weights ``(chars + 1, U)`` of
-        reading its transcript back."""
-        lengths = torch.tensor([length])
-        ids = self.beams(feats, lengths, beam_size, max_chars, alpha)[0]
-        memory, out_lengths, mask, keys = self.listen(feats, lengths)
-        weights: list[Tensor] = []
-        step, state = self.step_of(memory, keys, mask, weights), self.speller.start(memory)
-        for prev in [START_ID, *ids]:
-            _, state = step(torch.tensor([prev], device=memory.device), state)
-        return ids, torch.stack(weights, 1)[0, :, : int(out_lengths[0])].cpu()
-
-    @torch.no_grad()
     def ctc_greedy(self, feats: Tensor, lengths: Tensor) -> list[list[int]]:
         """Best-path CTC decoding: the most likely label per step, repeats merged, blanks removed."""
         if self.ctc is None:

@@ -12,7 +12,6 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from rnnkit.data.audio import features_of
 from rnnkit.data.buckets import BucketStream
 from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import CheckpointError
@@ -20,6 +19,7 @@ from rnnkit.tasks.speech.config import TASK, SpeechConfig
 from rnnkit.tasks.speech.data import (
     Encoded,
     apply_norm,
+    audio_features,
     build_chars,
     char_table,
     featurise,
@@ -140,17 +140,48 @@ def prepare_task(config: SpeechConfig, setup: Setup) -> SpeechTask:
 
 @dataclass
 class LoadedSpeech:
+    """A trained recogniser, as ``rnnkit.load(run_dir)`` returns it. Audio is a WAV file's path or its
+    content (bytes, decoded in memory); an unreadable one is a one-line :class:`DataError`.
+
+    Methods:
+
+    - ``transcribe(audio, beam=1, decoder="attention") -> list[str]``: a transcript of each recording
+      (``beam`` > 1: batched beam search; ``decoder="ctc"``: the CTC head's best path), what ``rnnkit
+      speech transcribe`` prints and the server's ``/v1/transcribe`` gives.
+    - ``attend(audio) -> dict``: ``{"text", "attention"}``, the greedy transcript and the speller's
+      attention, one row per output character and ``</s>``, one column per listener step.
+    - ``features(audio) -> list[Tensor]``: the normalised log-mel features ``(frames, n_mels)``.
+
+    Attributes: ``model``, ``chars`` (the output characters), ``norm``, ``config``, ``checkpoint``.
+    """
+
     model: ListenAttendSpell
     chars: TokenTable
     norm: dict
     config: SpeechConfig
     checkpoint: str
 
-    def features(self, paths: list[Path]) -> list[Tensor]:
-        return apply_norm([features_of(p, self.config.features) for p in paths], self.norm)
+    def features(self, audio: list[Path | bytes]) -> list[Tensor]:
+        return apply_norm([audio_features(a, self.config.features) for a in audio], self.norm)
 
-    def transcribe(self, paths: list[Path], beam: int = 1, decoder: str = "attention") -> list[str]:
-        return transcribe_encoded(self.model, self.features(paths), self.chars, beam=beam, decoder=decoder)
+    def transcribe(self, audio: list[Path | bytes], beam: int = 1, decoder: str = "attention") -> list[str]:
+        """The transcript of each recording: :func:`transcribe_encoded` of their features."""
+        return transcribe_encoded(self.model, self.features(audio), self.chars, beam=beam, decoder=decoder)
+
+    def attend(self, audio: Path | bytes) -> dict:
+        """The greedy transcript of one recording and the attention that spelled it: ``{"text": str,
+        "attention": [[float]]}``, a row per output character and one for ``</s>`` (each row sums to 1),
+        a column per listener step."""
+        text, weights = self._attention(self.features([audio])[0])
+        return {"text": text, "attention": weights.tolist()}
+
+    def _attention(self, feats: Tensor) -> tuple[str, Tensor]:
+        """The greedy transcript of one utterance's features ``(frames, n_mels)`` and its attention
+        ``(chars + 1, U)``."""
+        device = next(self.model.parameters()).device
+        lengths = torch.tensor([feats.shape[0]])
+        ids, maps = self.model.greedy(feats[None].to(device), lengths, self.chars.max_length)
+        return self.chars.decode(ids[0]), maps[0]
 
 
 def saved_chars(loaded) -> tuple[TokenTable, dict]:
@@ -186,8 +217,8 @@ def plot_attention(loaded: LoadedSpeech, path: Path, out: Path) -> str:
 
     feats = loaded.features([path])[0]
     model = loaded.model
-    ids, maps = model.greedy(feats[None], torch.tensor([feats.shape[0]]), loaded.chars.max_length)
-    text, weights = loaded.chars.decode(ids[0]), maps[0].numpy()
+    text, found = loaded._attention(feats)
+    weights = found.numpy()
     labels = [*text, "</s>"]
     hop = loaded.config.features.hop_ms / 1000
     reduction = model.listener.reduction

@@ -59,3 +59,32 @@ def tag_lines(loaded: LoadedTagger, lines: list[str]) -> list[TaggedLine]:
         TaggedLine(tokens, tags, tags_to_words(tokens, tags) if segmented else None)
         for tokens, tags in zip(sentences, loaded.tag(sentences), strict=True)
     ]
+
+
+def entities_of(tokens: list[str], tags: list[str], joiner: str = " ") -> list[dict]:
+    """The entities that ``tags`` mark on ``tokens``, found as seqeval finds them when it scores (BIO,
+    BIOES, IOB): each ``{"type", "text", "start", "end"}``, ``start`` and ``end`` token indices (end
+    exclusive) and ``text`` the tokens joined by ``joiner``."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return [
+        {"type": kind, "text": joiner.join(tokens[start : last + 1]), "start": start, "end": last + 1}
+        for kind, start, last in get_entities(list(tags))
+    ]
+
+
+def tag_texts(loaded: LoadedTagger, texts: list[str]) -> list[dict]:
+    """:func:`tag_lines` of raw texts as plain data: each ``{"tokens", "tags"}`` plus ``"words"`` for a
+    word-segmentation run or ``"entities"`` (:func:`entities_of`) for a conll run: what ``rnnkit tag
+    predict``, the server's ``/v1/tag`` and ``model.tag_texts`` give. A text is read as one sentence
+    (line breaks count as white space)."""
+    joiner = "" if loaded.inputs.kind == "char" else " "
+    out = []
+    for line in tag_lines(loaded, list(texts)):
+        found: dict = {"tokens": line.tokens, "tags": line.tags}
+        if line.words is not None:
+            found["words"] = line.words
+        else:
+            found["entities"] = entities_of(line.tokens, line.tags, joiner)
+        out.append(found)
+    return out

@@ -15,7 +15,7 @@ from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import CheckpointError
 from rnnkit.tasks.tag.config import TASK, TaggerConfig
 from rnnkit.tasks.tag.data import EncodedTags, Inputs, chunk, encode, load_sentences, sort_tags
-from rnnkit.tasks.tag.metrics import score
+from rnnkit.tasks.tag.metrics import score, tag_texts
 from rnnkit.tasks.tag.model import Tagger
 from rnnkit.train.build import build_checked
 from rnnkit.train.checkpoint import (
@@ -160,6 +160,19 @@ def saved_inputs(saved: dict, where) -> tuple[Inputs, list[str]]:
 
 @dataclass
 class LoadedTagger:
+    """A trained tagger, as ``rnnkit.load(run_dir)`` returns it.
+
+    Methods:
+
+    - ``tag(sentences) -> list[list[str]]``: the tag of each token of each tokenised sentence.
+    - ``tag_texts(texts) -> list[dict]``: raw texts, tokenised as the run tokenised its training data;
+      each ``{"tokens": [str], "tags": [str]}`` plus ``"words": [str]`` for a word-segmentation run or
+      ``"entities": [{"type", "text", "start", "end"}]`` (token indices, end exclusive) for a conll run
+      (what ``rnnkit tag predict`` and the server's ``/v1/tag`` give).
+
+    Attributes: ``model``, ``inputs`` (vocabularies and tokenisation), ``tags``, ``config``, ``checkpoint``.
+    """
+
     model: Tagger
     inputs: Inputs
     tags: list[str]
@@ -182,6 +195,10 @@ class LoadedTagger:
         for owner, tags in zip(owners, predict_ids(self.model, rows), strict=True):
             out[owner] += [self.tags[t] for t in tags]
         return out
+
+    def tag_texts(self, texts: list[str]) -> list[dict]:
+        """Tokens, tags and the words or entities of raw texts (:func:`.metrics.tag_texts`)."""
+        return tag_texts(self, texts)
 
 
 def saved_tagger_config(run_dir: Path) -> TaggerConfig:
