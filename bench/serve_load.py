@@ -30,6 +30,16 @@ latency in both runs, what each kind of attacker got, and the server's peak memo
 
     .venv/bin/python bench/serve_load.py --abuse --requests 300 --concurrency 8
 
+``--mixed`` serves three tasks from one server at once: the language model, a sentiment classifier and
+a captioner (``rnnkit serve lm=RUN clf=RUN cap=RUN``), and sends ``--requests`` requests with
+``--concurrency`` in flight, taking turns: ``POST /v1/generate`` (``--length`` characters),
+``POST /v1/classify`` (8 sentences in one batch) and ``POST /v1/caption`` (a 64x64 PNG as the body). It
+prints errors and p50/p90/p99 latency per endpoint, beside each call done in-process, one at a time.
+Without ``--classifier``/``--captioner`` a small one of each is trained first (SST-2 from the shared data,
+and ``rnnkit caption make-shapes`` pictures), a minute or so on two cores.
+
+    .venv/bin/python bench/serve_load.py --mixed --requests 2000 --concurrency 32
+
 Not a test: it prints its figures and one JSON object.
 """
 
@@ -48,7 +58,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine
+from common import data_dir, machine
 
 
 def free_port() -> int:
@@ -61,10 +71,63 @@ def train_small(work: Path) -> Path:
     run = work / "run"
     subprocess.run(
         [sys.executable, "-m", "rnnkit", "train", "python-stdlib", "--preset", "tiny", "--out", str(run),
-         "--max-steps", "300", "--quiet", "--force"],
+         "--max-steps", "300", "--threads", "1", "--quiet", "--force"],
         check=True,
     )  # fmt: skip
     return run
+
+
+def rnnkit(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "rnnkit", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def train_classifier(work: Path) -> Path:
+    """A sentiment classifier of SST-2 sentences (default sizes, 60 steps: it is the server that is timed)."""
+    run = work / "classifier"
+    sst2 = data_dir() / "sentiment" / "sst2" / "train.tsv"
+    rnnkit("classify", "train", str(sst2), "--text-column", "sentence", "--label-column", "label", "--out",
+           str(run), "--max-steps", "60", "--eval-interval", "60", "--threads", "1", "--quiet")  # fmt: skip
+    return run
+
+
+def train_captioner(work: Path) -> Path:
+    """A captioner of 64x64 make-shapes pictures (default sizes, 30 steps)."""
+    run, shapes = work / "captioner", work / "shapes"
+    rnnkit("caption", "make-shapes", str(shapes), "--n", "200", "--size", "64")
+    rnnkit("caption", "train", str(shapes / "images"), str(shapes / "captions.csv"), "--out", str(run),
+           "--max-steps", "30", "--eval-interval", "30", "--threads", "1", "--quiet")  # fmt: skip
+    return run
+
+
+SENTENCES = [
+    "a gorgeous , witty , seductive movie .",
+    "the plot is nothing but boilerplate clichés from start to finish .",
+    "an utterly charming and hilarious film that reminded me of my childhood .",
+    "it 's a bad sign when you 're rooting for the film to end .",
+    "the performances are uniformly excellent .",
+    "too long , too slow and too silly .",
+    "one of the most beautiful films of the year .",
+    "a dull , simple-minded and stereotypical tale of drugs , death and mind-numbing indifference .",
+]
+"""What each /v1/classify request of the mixed load sends: eight sentences, one batch."""
+
+
+def draw_picture(seed: int, size: int = 64) -> bytes:
+    """A PNG of a coloured shape on white, as the make-shapes pictures are (the body of /v1/caption)."""
+    import io
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    picture = Image.new("RGB", (size, size), "white")
+    box = sorted(rng.sample(range(4, size - 4), 2)), sorted(rng.sample(range(4, size - 4), 2))
+    colour = rng.choice(["red", "green", "blue", "yellow"])
+    draw = ImageDraw.Draw(picture)
+    (draw.ellipse if seed % 2 else draw.rectangle)((box[0][0], box[1][0], box[0][1], box[1][1]), fill=colour)
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
 
 
 def in_process(run: Path, length: int, count: int) -> float:
@@ -278,6 +341,105 @@ async def under_abuse(url: str, port: int, args: argparse.Namespace) -> tuple[di
     return row, {**gone, **half, "bodies": bodies}
 
 
+# -------------------------------------------------------------------------------------------------
+# --mixed: three tasks from one server
+
+
+MIXED = ("generate", "classify", "caption")
+
+
+def percentiles(latencies: list[float]) -> dict:
+    latencies = sorted(latencies)
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {"p50_ms": round(pick(0.50), 1), "p90_ms": round(pick(0.90), 1), "p99_ms": round(pick(0.99), 1)}
+
+
+async def mixed_load(
+    url: str, total: int, concurrency: int, length: int, pictures: list[bytes]
+) -> list[dict]:
+    """``total`` requests taking turns over :data:`MIXED`, ``concurrency`` in flight; a row per endpoint."""
+    import httpx2
+
+    latencies: dict[str, list[float]] = {kind: [] for kind in MIXED}
+    errors: dict[str, list[str]] = {kind: [] for kind in MIXED}
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx2.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        queue = iter(range(total))
+
+        async def one(i: int) -> tuple[str, httpx2.Response]:
+            kind = MIXED[i % len(MIXED)]
+            if kind == "generate":
+                body = {"model": "lm", "prime": "def ", "length": length, "seed": i, "temperature": 0.8}
+                return kind, await client.post("/v1/generate", json=body)
+            if kind == "classify":
+                return kind, await client.post("/v1/classify", json={"model": "clf", "texts": SENTENCES})
+            picture = pictures[i % len(pictures)]
+            headers = {"content-type": "image/png"}
+            return kind, await client.post("/v1/caption?model=cap", content=picture, headers=headers)
+
+        async def worker() -> None:
+            for i in queue:
+                kind = MIXED[i % len(MIXED)]
+                started = time.perf_counter()
+                try:
+                    kind, response = await one(i)
+                    if response.status_code != 200:
+                        errors[kind].append(f"{response.status_code} {response.text[:100]}")
+                except Exception as exc:  # any failure counts as an error, and the run goes on
+                    errors[kind].append(repr(exc)[:100])
+                latencies[kind].append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return [
+        {"kind": kind, "requests": len(latencies[kind]), "concurrency": concurrency,
+         "errors": len(errors[kind]), "first_errors": errors[kind][:3], **percentiles(latencies[kind]),
+         "requests_per_s": round(len(latencies[kind]) / wall, 1), "wall_s": round(wall, 2)}
+        for kind in MIXED
+    ]  # fmt: skip
+
+
+def in_process_mixed(runs: dict[str, Path], length: int, pictures: list[bytes], count: int = 20) -> dict:
+    """Milliseconds per call of each endpoint's library method, one at a time, no HTTP."""
+    import rnnkit as library
+
+    lm, classifier, captioner = (library.load(runs[name]) for name in ("lm", "clf", "cap"))
+    calls = {
+        "generate": lambda i: lm.generate("def ", length, temperature=0.8, seed=i),
+        "classify": lambda i: classifier.classify(SENTENCES),
+        "caption": lambda i: captioner.caption([pictures[i % len(pictures)]]),
+    }
+    out = {}
+    for kind, call in calls.items():
+        call(0)  # warm up
+        started = time.perf_counter()
+        for i in range(count):
+            call(i)
+        out[kind] = round((time.perf_counter() - started) / count * 1000, 2)
+    return out
+
+
+def mixed_run(url: str, floors: dict, pictures: list[bytes], args: argparse.Namespace) -> None:
+    print(f"mixed load: {args.requests} requests taking turns over {', '.join(MIXED)}, "
+          f"{args.concurrency} in flight, one server")  # fmt: skip
+    rows = asyncio.run(mixed_load(url, args.requests, args.concurrency, args.length, pictures))
+    print(
+        f"{'endpoint':9} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'req/s':>8}"
+    )
+    for row in rows:
+        cells = [row[k] for k in ("requests", "errors", "p50_ms", "p90_ms", "p99_ms", "requests_per_s")]
+        print(
+            f"{row['kind']:9} "
+            + " ".join(f"{c:>{w}}" for c, w in zip(cells, (8, 6, 8, 8, 8, 8), strict=True))
+        )
+        if row["errors"]:
+            print(f"  first errors: {row['first_errors']}")
+    total = sum(r["errors"] for r in rows)
+    print(f"errors: {total} of {sum(r['requests'] for r in rows)}; wall {rows[0]['wall_s']} s")
+    print(json.dumps({"machine": machine(), "in_process_ms": floors, "rows": rows}))
+
+
 def print_row(label: str, row: dict) -> None:
     print(f"{label:22} {row['requests']:>8} {row['concurrency']:>5} {row['errors']:>6} {row['p50_ms']:>8} "
           f"{row['p99_ms']:>8} {row['requests_per_s']:>8}", flush=True)  # fmt: skip
@@ -316,16 +478,29 @@ def main() -> None:
     parser.add_argument("--abandoned", type=int, default=400, help="--abuse: most abandoned generations")
     parser.add_argument("--half-open", type=int, default=64, help="--abuse: sockets sending half a request")
     parser.add_argument("--abuse-seconds", type=float, default=120, help="--abuse: give up after this long")
+    parser.add_argument("--mixed", action="store_true", help="a language model, a classifier and a captioner")
+    parser.add_argument("--classifier", type=Path, help="--mixed: a classifier run (default: train one)")
+    parser.add_argument("--captioner", type=Path, help="--mixed: a captioner run (default: train one)")
     args = parser.parse_args()
     if args.length is None:
         args.length = 20 if args.abuse else 100
     work = Path(tempfile.mkdtemp(prefix="rnnkit-serve-load-"))
     run = args.run or train_small(work)
-    print(f"# {machine()}; model {run}")
-    floor = in_process(run, args.length, 50)
-    print(f"in-process generation of {args.length} chars, one at a time: {floor * 1000:.1f} ms each")
+    served = [str(run)]
+    if args.mixed:
+        runs = {"lm": run, "clf": args.classifier or train_classifier(work)}
+        runs["cap"] = args.captioner or train_captioner(work)
+        served = [f"{name}={path}" for name, path in runs.items()]
+        pictures = [draw_picture(k) for k in range(16)]
+        print(f"# {machine()}; models {', '.join(served)}")
+        floors = in_process_mixed(runs, args.length, pictures)  # before the server starts, as below
+        print(f"in-process, one at a time (ms per call): {floors}")
+    else:
+        print(f"# {machine()}; model {run}")
+        floor = in_process(run, args.length, 50)
+        print(f"in-process generation of {args.length} chars, one at a time: {floor * 1000:.1f} ms each")
     port = free_port()
-    serve = ["serve", str(run), "--port", str(port), "--workers", str(args.workers)]
+    serve = ["serve", *served, "--port", str(port), "--workers", str(args.workers)]
     server = subprocess.Popen(
         [sys.executable, "-m", "rnnkit", *serve],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -345,6 +520,9 @@ def main() -> None:
                 time.sleep(0.2)
         if args.abuse:
             abuse_run(url, port, server, args)
+            return
+        if args.mixed:
+            mixed_run(url, floors, pictures, args)
             return
         rows = []
         head = f"{'endpoint':9} {'requests':>8} {'conc':>5} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8}"

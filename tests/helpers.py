@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from rnnkit.data.corpus import encode_corpus, resolve_sources
 from rnnkit.tasks.lm import LMConfig, get_preset
@@ -114,3 +117,48 @@ def standin_cnn():
             return self.fc(self.body(x))
 
     return Net()
+
+
+def run_cli(capsys, *args):
+    """Run ``rnnkit ARGS`` in-process: (exit code, stdout, stderr)."""
+    from rnnkit.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def sentiment_file(path, rows: int = 400, seed: int = 0):
+    """label<TAB>sentence rows: 1 holds a good word, 0 a bad one, among filler words."""
+    rng = random.Random(seed)
+    good, bad = ["good", "great", "lovely", "fine"], ["bad", "awful", "poor", "dull"]
+    filler = ["the", "movie", "was", "plot", "and", "it", "really", "a", "story"]
+    lines = ["label\tsentence"]
+    for _ in range(rows):
+        label = rng.randint(0, 1)
+        words = [rng.choice(filler) for _ in range(rng.randint(3, 12))]
+        words.insert(rng.randrange(len(words) + 1), rng.choice(good if label else bad))
+        lines.append(f"{label}\t{' '.join(words)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ensemble_args(train, run, *more: str) -> list[str]:
+    """``rnnkit classify train`` arguments for a small, fast classifier of a ``sentiment_file``."""
+    args = ["classify", "train", str(train), "--text-column", "sentence", "--label-column", "label"]
+    args += ["--out", str(run), "--max-steps", "30", "--eval-interval", "15", "--quiet", "--lr", "1e-2"]
+    args += ["--hidden-size", "16", "--embedding-size", "16", "--batch-size", "16", "--device", "cpu"]
+    args += ["--max-minutes", "0"]  # steps only: a busy machine must not shorten a member
+    return [*args, "--set", "train.precision=fp32", *more]
+
+
+def seasonal_csv(path, months: int = 144, noise: float = 0.0, seed: int = 0):
+    """Monthly values with a trend and a yearly cycle, like the airline series."""
+    rng = np.random.default_rng(seed)
+    lines = ['"Month","Passengers"']
+    for i in range(months):
+        year, month = 1949 + i // 12, i % 12 + 1
+        value = (100 + 2 * i) * (1 + 0.2 * math.sin(2 * math.pi * i / 12)) + noise * rng.standard_normal()
+        lines.append(f'"{year}-{month:02d}",{value:.3f}')
+    path.write_text("\n".join(lines) + "\n")
+    return path

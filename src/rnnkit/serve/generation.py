@@ -98,7 +98,10 @@ def prepare_generation(served: Served, body: GenerateRequest, gate: FairGate) ->
     form = None
     if body.acrostic or body.line_chars or body.lines:
         form = PoemForm(
-            served.vocab, line_chars=body.line_chars or 5, lines=body.lines or None, acrostic=body.acrostic
+            served.text_vocab,
+            line_chars=body.line_chars or 5,
+            lines=body.lines or None,
+            acrostic=body.acrostic,
         )
     try:
         sampling = SamplingConfig(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p)
@@ -119,7 +122,7 @@ def tokens_of(job: Generation) -> Iterator[dict]:
     generation and short ones share the slots fairly (none waits for another to finish) while the
     switching between them stays rare. The slot is never held while the caller has the token."""
     served, body = job.served, job.body
-    vocab = served.vocab
+    vocab = served.text_vocab
     stream = generate_pieces(
         served.model, vocab, body.prime, body.length, job.sampling, seed=body.seed, form=job.form,
         stop=body.stop, logits=bool(body.candidates),

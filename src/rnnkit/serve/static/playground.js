@@ -1,9 +1,11 @@
-// The rnnkit playground: generate with streaming, see each step's candidates, colour the text by a
-// hidden unit. Plain JavaScript against the JSON API of this server (no build step).
+// The rnnkit playground: a view per task, chosen by picking a served model. This file holds what the
+// views share (the model list, the status line, the API calls) and the language model's view: generate
+// with streaming, see each step's candidates, colour the text by a hidden unit. The other tasks' views
+// are views.js. Plain JavaScript against the JSON API of this server (no build step).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], steps: [], controller: null, inspection: null, grid: null };
+const state = { models: [], limits: {}, steps: [], controller: null, inspection: null, grid: null };
 // what the browser received, for tests and for the curious: network chunks and SSE events
 window.rnnkitStats = { chunks: 0, events: 0 };
 
@@ -12,12 +14,7 @@ function setStatus(text, isError = false) {
   $("status").classList.toggle("error", isError);
 }
 
-async function api(path, body) {
-  const response = await fetch(path, {
-    method: body ? "POST" : "GET",
-    headers: body ? { "Content-Type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
+async function answer(response) {
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
@@ -26,27 +23,101 @@ async function api(path, body) {
   return response.json();
 }
 
+async function api(path, body) {
+  return answer(await fetch(path, {
+    method: body ? "POST" : "GET",
+    headers: body ? { "Content-Type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  }));
+}
+
+// What a file holds, from its first bytes (a browser often knows no type for a .wav file).
+async function fileType(blob) {
+  const head = new Uint8Array(await blob.slice(0, 12).arrayBuffer());
+  const ascii = (from, to) => String.fromCharCode(...head.subarray(from, to));
+  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WAVE") return "audio/wav";
+  if (head[0] === 0x89 && ascii(1, 4) === "PNG") return "image/png";
+  if (head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return "image/jpeg";
+  return blob.type || "application/octet-stream";  // the server names what it cannot read
+}
+
+// POST a file as the raw body (its type from its content), with `params` in the query string.
+async function postFile(path, blob, params) {
+  const query = new URLSearchParams(params).toString();
+  return answer(await fetch(`${path}?${query}`, {
+    method: "POST",
+    headers: { "Content-Type": await fileType(blob) },
+    body: await blob.arrayBuffer(),  // the bytes themselves (a Blob body is invisible to DevTools)
+  }));
+}
+
 function currentModel() {
   return state.models.find((m) => m.name === $("model").value) || state.models[0];
 }
 
+function taskOf(m) {
+  return m.task || "lm";
+}
+
+function describe(m) {
+  if (taskOf(m) === "lm" && m.cell) {
+    return `${m.cell.toUpperCase()} ${m.layers}x${m.hidden_size}, ${(m.parameters / 1e6).toFixed(2)} M parameters, ` +
+      `${m.vocabulary} ${m.tokens} tokens, checkpoint ${m.checkpoint}`;
+  }
+  const parts = [];
+  const task = taskOf(m);
+  if (task === "classify" && m.labels) parts.push(`labels ${m.labels.join(", ")}`);
+  if (task === "tag" && m.kind) parts.push(`${m.kind} over ${m.tokens}s, ${m.tags.length} tags`);
+  if (task === "forecast" && m.horizon) parts.push(`reads ${m.window} values of ${m.column}, forecasts ${m.horizon}`);
+  if (task === "speech" && m.sample_rate) parts.push(`${m.sample_rate} Hz audio`);
+  if (task === "caption" && m.image_size) parts.push(`${m.image_size}x${m.image_size} pictures`);
+  if (m.parameters !== undefined) {
+    parts.push(m.parameters < 1e5 ? `${m.parameters.toLocaleString("en")} parameters`
+      : `${(m.parameters / 1e6).toFixed(2)} M parameters`);
+  }
+  if (m.checkpoint !== undefined) parts.push(`checkpoint ${m.checkpoint}`);
+  return parts.join(", ");
+}
+
+// Show the view of the chosen model's task (view-other when this page has none for it).
 function showModel() {
   const m = currentModel();
   if (!m) return;
-  $("model-info").textContent =
-    `${m.cell.toUpperCase()} ${m.layers}x${m.hidden_size}, ${(m.parameters / 1e6).toFixed(2)} M parameters, ` +
-    `${m.vocabulary} ${m.tokens} tokens, checkpoint ${m.checkpoint}`;
-  $("poem").hidden = !m.poem_form;
-  $("layer").replaceChildren(...Array.from({ length: m.layers }, (_, i) => new Option(`${i}`, `${i}`)));
-  $("layer").value = `${m.layers - 1}`;
-  $("unit").max = `${m.hidden_size - 1}`;
+  const task = taskOf(m);
+  $("model-info").textContent = describe(m);
+  $("task").textContent = task;
+  $("task").hidden = false;
+  const view = document.querySelector(`.view[data-task="${CSS.escape(task)}"]`) || $("view-other");
+  for (const el of document.querySelectorAll(".view")) el.hidden = el !== view;
+  if (view.id === "view-other") {
+    $("other-text").textContent = `This page has no view for ${task} models; use the API (see API docs).`;
+  }
+  if (task === "lm") {
+    $("poem").hidden = !m.poem_form;
+    $("layer").replaceChildren(...Array.from({ length: m.layers }, (_, i) => new Option(`${i}`, `${i}`)));
+    $("layer").value = `${m.layers - 1}`;
+    $("unit").max = `${m.hidden_size - 1}`;
+  }
+  document.body.dataset.task = task;
+  if (location.hash !== `#model=${encodeURIComponent(m.name)}`) {
+    history.replaceState(null, "", `#model=${encodeURIComponent(m.name)}`);
+  }
+}
+
+// #model=NAME in the address opens that model's view (a link to a view can be shared)
+function modelInAddress() {
+  const match = /^#model=(.+)$/.exec(location.hash);
+  if (!match) return null;
+  try { return decodeURIComponent(match[1]); } catch (_) { return null; }
 }
 
 async function loadModels() {
-  const { models, default: first } = await api("/v1/models");
+  const { models, default: first, limits } = await api("/v1/models");
   state.models = models;
-  $("model").replaceChildren(...models.map((m) => new Option(m.name, m.name)));
-  $("model").value = first;
+  state.limits = limits || {};
+  $("model").replaceChildren(...models.map((m) => new Option(`${m.name} (${taskOf(m)})`, m.name)));
+  const wanted = modelInAddress();
+  $("model").value = models.some((m) => m.name === wanted) ? wanted : first;
   showModel();
 }
 
@@ -159,9 +230,15 @@ function showCandidates(span) {
     const tr = document.createElement("tr");
     if (tok === step.token) tr.className = "chosen";
     const label = tok === "\n" ? "\\n" : tok === " " ? "␣" : tok;
-    tr.innerHTML = `<td></td><td>${(100 * p).toFixed(1)}%</td><td><span class="bar"></span></td>`;
-    tr.children[0].textContent = label;
-    tr.querySelector(".bar").style.width = `${Math.max(1, Math.round(80 * p))}px`;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = `${Math.max(1, Math.round(80 * p))}px`;
+    const cells = [label, `${(100 * p).toFixed(1)}%`, bar].map((content) => {
+      const td = document.createElement("td");
+      td.append(content);  // a string goes in as text
+      return td;
+    });
+    tr.append(...cells);
     return tr;
   });
   const table = document.createElement("table");
@@ -216,7 +293,16 @@ async function inspect() {
 // ------------------------------------------------------------------------------------------------
 
 window.addEventListener("DOMContentLoaded", async () => {
-  $("model").addEventListener("change", showModel);
+  const switchModel = () => { TaskViews.clear(); showModel(); setStatus("ready"); };
+  $("model").addEventListener("change", switchModel);
+  window.addEventListener("hashchange", () => {
+    const wanted = modelInAddress();
+    if (wanted !== null && wanted !== $("model").value && state.models.some((m) => m.name === wanted)) {
+      $("model").value = wanted;
+      switchModel();
+    }
+  });
+  TaskViews.init();
   $("generate").addEventListener("click", generate);
   $("stop").addEventListener("click", () => state.controller && state.controller.abort());
   $("inspect").addEventListener("click", inspect);
