@@ -44,7 +44,7 @@ from rnnkit.train.safefiles import read_json_file
 
 LOCK_FILE = ".lock"
 OURS = re.compile(
-    r"manifest\.json|config\.json|metrics\.jsonl|ensemble\.json|data|pretrain|curves\.png|report\.html"
+    r"manifest\.json|config\.json|metrics\.jsonl|ensemble\.json|data|pretrain|tensorboard|curves\.png|report\.html"
     r"|forecast-[a-z]+\.png|ckpt-[0-9]+|member-[0-9]+|\.lock|\.tmp-.+|\..+\.tmp-[0-9]+"
 )
 """The names rnnkit writes at the top of a run folder (files of its own making, temporaries included)."""

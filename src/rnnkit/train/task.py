@@ -16,7 +16,7 @@ rank's mean loss so that DDP's average over the ranks is the global batch's mean
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -83,8 +83,9 @@ class Task:
         ``LSTMState``)."""
         return tuple(parts)
 
-    def on_evaluate(self, model: nn.Module, step: int) -> None:
-        """Called after each evaluation, in eval mode (the language model prints a sample here)."""
+    def on_evaluate(self, model: nn.Module, step: int) -> Mapping[str, str] | None:
+        """Called after each evaluation, in eval mode (the language model prints a sample here). Texts it
+        returns (name -> text) are recorded by the trainer beside the scalars (TensorBoard)."""
 
     def stages(self, model: nn.Module) -> list[Stage]:
         """The trainings of one run, in order: by default one, this task on ``model`` with its config's

@@ -13,7 +13,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from rnnkit.train.carry import detach, flatten_carry
 from rnnkit.train.config import TrainConfig
 from rnnkit.train.distributed import all_gather, barrier, gather_rows, global_batch_norm, mean_over_ranks
 from rnnkit.train.hardware import autocast, cpu_has_native_bf16, resolve_device, resolve_precision, to_device
-from rnnkit.train.metricslog import append_metrics, trim_metrics
+from rnnkit.train.metricslog import MetricsSink, trim_metrics
 from rnnkit.train.optim import WeightAverage, load_optimizer, lr_factor, make_optimizer, optimizer_tensors
 from rnnkit.train.progress import (
     HEARTBEAT_SECONDS,
@@ -96,6 +96,7 @@ class Trainer:
         self.average = WeightAverage(self.model, config.ema) if config.ema else None
         self.progress = progress
         self.on_step = on_step
+        self.sink: MetricsSink | None = None  # open while fit() runs, on the rank that writes
         # everything below is resume state
         self.step = 0
         self.tokens_seen = 0
@@ -233,9 +234,24 @@ class Trainer:
         base = {"format_version": ckpt.FORMAT_VERSION, "task": task.name, "config": to_dict(task.config)}
         return base | task.checkpoint_extras()
 
-    def log_metrics(self, record: dict) -> None:
-        if self.write_dir is not None:
-            append_metrics(self.write_dir, record)
+    def log_metrics(self, record: dict, group: str = "train") -> None:
+        """A record of ``group`` (``train`` or ``val``) to metrics.jsonl and, with ``tensorboard``, to
+        the event files (rank 0 of a run that writes; outside :meth:`fit`, metrics.jsonl only)."""
+        if self.sink is not None:
+            self.sink.record(record, group)
+        elif self.write_dir is not None:
+            MetricsSink(self.write_dir).record(record, group)
+
+    def open_sink(self) -> contextlib.AbstractContextManager[Any]:
+        """A block in which :attr:`sink` takes the records (rank 0 of a run that writes; from this step
+        on); it is flushed and closed when the block ends, however it ends."""
+        if self.write_dir is None:
+            return contextlib.nullcontext()
+        self.sink = MetricsSink(self.write_dir, tensorboard=self.config.tensorboard, step=self.step)
+        stack = contextlib.ExitStack()
+        stack.callback(setattr, self, "sink", None)
+        stack.enter_context(self.sink)
+        return stack
 
     def trim_metrics(self) -> None:
         """On resume, drop metrics logged after the checkpoint: those steps will be trained again."""
@@ -332,7 +348,7 @@ class Trainer:
         window_tokens, window_time, window_loss, window_steps = 0, 0.0, 0.0, 0
         bar = Bar(self) if self.progress and self.rank == 0 else None
         beat = Heartbeat(self) if bar is None and self.rank == 0 else None
-        with Signals() as signals, bar or contextlib.nullcontext():
+        with self.open_sink(), Signals() as signals, bar or contextlib.nullcontext():
             while not self._done():
                 started = time.perf_counter()
                 try:
@@ -342,6 +358,8 @@ class Trainer:
                         rollbacks, scale = self.rollbacks + 1, self.lr_scale * 0.5
                         name = self.resume("last")
                         self.rollbacks, self.lr_scale = rollbacks, scale
+                        if self.sink is not None:  # TensorBoard's curves go on from the checkpoint
+                            self.sink.restart(self.step)
                         log.warning("%s; rolled back to %s, learning rate x%g", exc, name, self.lr_scale)
                         continue
                     if self.write_dir is not None:
@@ -401,12 +419,18 @@ class Trainer:
         if best:
             self.best_val = key
         if metrics:
-            self.log_metrics({"step": self.step, "elapsed": round(self.elapsed, 3), **metrics})
+            self.log_metrics({"step": self.step, "elapsed": round(self.elapsed, 3), **metrics}, group="val")
             text = " | ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             log.info("step %d | %s%s", self.step, text, " (best)" if best else "")
         self.save(best=best or math.isinf(self.best_val))
         if evaluate and self.rank == 0:
+            # what the hook hands back (the char-RNN's sample) is recorded beside the metrics
+            hook: Callable[[nn.Module, int], Mapping[str, str] | None] = self.task.on_evaluate
             self.model.eval()
             with self.averaged():
-                self.task.on_evaluate(self.model, self.step)
+                texts = hook(self.model, self.step)
             self.model.train()
+            if texts and self.sink is not None:
+                self.sink.texts(texts, self.step)
+        if self.sink is not None:
+            self.sink.flush()  # what TensorBoard shows is at most one evaluation old
