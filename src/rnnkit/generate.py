@@ -6,6 +6,13 @@ sequences, ``model.step(ids (B,), state) -> (logits (B, V), state)`` advances on
 way from a model to text (``rnnkit sample``, the server, the samples printed during training). Everything
 here runs under ``torch.no_grad`` and is deterministic for a given seed.
 
+``precision`` chooses what the model's recurrent matrices are read in while it writes (the prime is
+read in fp32 by the model itself): ``fp32``, the weights as trained, through ``model.step``; ``bf16``
+(native on AVX512-BF16/AMX CPUs and GPUs) or ``int8`` (opt-in, CPU only), through a
+:class:`rnnkit.nn.Stepper` of that precision, for models made of ``embedding -> rnn -> head`` (the
+char-RNN); ``auto``: bf16 where the hardware computes it natively, else fp32. One stream reads every
+weight for every token, so narrower weights are faster where memory is the limit (docs/scaling.md).
+
 Constraints shape the text by masking the next-token distribution, never by rejection: a
 :class:`PoemForm` makes every line exactly ``line_chars`` Chinese characters followed by the right
 punctuation, and an acrostic (藏头诗) forces the first character of each line.
@@ -15,15 +22,26 @@ from __future__ import annotations
 
 import math
 import unicodedata
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rnnkit import decode
 from rnnkit.data.vocab import Vocabulary
-from rnnkit.errors import UsageError
+from rnnkit.errors import CheckpointError, UsageError
+from rnnkit.nn import Recurrent, Stepper
+
+#: What ``precision`` may be in :class:`SamplingConfig`, :func:`sample`, :func:`beam_search` and
+#: :func:`generate_pieces`.
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 @dataclass(kw_only=True)
@@ -37,6 +55,10 @@ class SamplingConfig:
     """Sample among the k most likely tokens only (0: all)."""
     top_p: float = 1.0
     """Sample among the most likely tokens whose probabilities add up to p (nucleus sampling; 1: all)."""
+    precision: str = "fp32"
+    """What the model's recurrent weights are read in while it writes: fp32 (as trained), bf16, int8
+    (opt-in, CPU only) or auto (bf16 where the hardware computes it natively, else fp32); see the
+    module's notes."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
@@ -45,6 +67,7 @@ class SamplingConfig:
             raise UsageError(f"--top-k: expected 0 or more, got {self.top_k}")
         if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
             raise UsageError(f"--top-p: expected a finite value in (0, 1], got {self.top_p}")
+        check_precision(self.precision)
 
 
 def next_token(logits: Tensor, config: SamplingConfig, generator: torch.Generator | None) -> Tensor:
@@ -68,7 +91,12 @@ def next_token(logits: Tensor, config: SamplingConfig, generator: torch.Generato
         drop[:, 0] = False  # the top token always stays, however small p is
         sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # the draw of torch.multinomial(probs, 1): its one-sample path takes the argmax of p / q with
+    # q ~ Exp(1) from the same generator (Gumbel-max), so the tokens are the same for a seed; without
+    # its checks of probs (two host syncs and a dozen small ops a token: an eighth of a token's time
+    # on one stream), which sample() makes once, on the prime's logits, instead
+    q = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / q).argmax(dim=-1)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -180,6 +208,68 @@ def apply_mask(logits: Tensor, allowed: Tensor | None, banned: Sequence[int]) ->
 
 
 # -------------------------------------------------------------------------------------------------
+# the step function of a precision
+
+
+#: model -> {precision: (the weights' identity and versions, its stepper)}: a narrow stepper is built
+#: once per set of weights (int8 takes a while to quantize), and rebuilt when they change
+_STEPPERS: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, Stepper]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def sampling_precision(precision: str, device: torch.device) -> str:
+    """``fp32``, ``bf16`` or ``int8`` for ``precision`` on ``device``: ``auto`` is bf16 where the hardware
+    computes it natively (:func:`rnnkit.train.hardware.resolve_precision` decides, and refuses an
+    explicit bf16 where it is not native); int8 runs on the CPU only (PyTorch's dynamic int8 kernels)."""
+    check_precision(precision)
+    if precision == "fp32":
+        return precision
+    if precision == "int8":
+        if device.type != "cpu":
+            raise UsageError(
+                f"--precision int8: PyTorch's int8 kernels run on the CPU only, not {device.type}"
+            )
+        return precision
+    # the hardware's word on bf16 is the trainer's too: one place that reads the CPU flags
+    from rnnkit.train import hardware
+
+    return hardware.resolve_precision(precision, device)
+
+
+def step_function(model, precision: str = "fp32") -> decode.Step:
+    """What generation calls to advance one token, ``(ids (B,), state) -> (logits (B, V), state)``, for
+    ``precision`` (see the module's notes): ``model.step`` for fp32, else the ``step`` of a
+    :class:`rnnkit.nn.Stepper` whose recurrent matrices are stored in bf16 or int8, cached on the model
+    until its weights change."""
+    device = next(model.parameters()).device
+    precision = sampling_precision(precision, device)
+    if precision == "fp32":
+        return model.step
+    embedding, rnn, head = (getattr(model, name, None) for name in ("embedding", "rnn", "head"))
+    if not (
+        isinstance(embedding, nn.Embedding)
+        and isinstance(rnn, Recurrent)
+        and isinstance(head, nn.Linear)
+        and rnn.num_directions == 1
+    ):
+        raise UsageError(
+            f"--precision {precision}: only for embedding -> recurrent -> linear models (the char-RNN); "
+            "use fp32"
+        )
+    key = tuple((p.data_ptr(), p._version) for p in model.parameters())
+    cached = _STEPPERS.setdefault(model, {}).get(precision)
+    if cached is None or cached[0] != key:
+        try:
+            stepper = Stepper(embedding, rnn, head, precision=precision)
+        except RuntimeError as exc:  # a torch build without int8 kernels (no quantized engine)
+            raise UsageError(f"--precision {precision}: not available in this PyTorch ({exc})") from None
+        cached = (key, stepper)
+        _STEPPERS[model][precision] = cached
+    return cached[1].step
+
+
+# -------------------------------------------------------------------------------------------------
 # decoding loops
 
 
@@ -201,16 +291,19 @@ def sample(
     form: PoemForm | None = None,
     banned: Sequence[int] = (),
     observe: Callable[[Tensor], object] | None = None,
+    precision: str | None = None,
 ) -> Iterator[Tensor]:
     """Yield ``(num_samples,)`` next ids, one step at a time, ``length`` steps (fewer when a form ends).
 
     ``prime`` (at least one id) is read first; its ids are not yielded. ``banned`` ids are never
     chosen (the unknown token, typically). ``seed`` makes the stream reproducible. ``observe``, when
     given, is called with each step's ``(num_samples, V)`` logits (masked as the form and ``banned``
-    require, before temperature) just before the token is picked from them.
+    require, before temperature) just before the token is picked from them. ``precision``: the
+    weights' precision while writing (see the module's notes); ``None``: ``config.precision``.
     """
     if not prime:
         raise UsageError("the prime must hold at least one token")
+    step = step_function(model, config.precision if precision is None else precision)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
     if seed is not None:
@@ -218,12 +311,20 @@ def sample(
     else:
         generator.seed()
     logits, state = _prime(model, prime, num_samples, device)
+    if not bool(torch.isfinite(logits).all()):
+        raise CheckpointError("the model's outputs are not finite (NaN or inf): its weights are broken")
     if form is not None:
         form.reset(num_samples)
         length = min(length, form.length) if length else form.length
+    ban = None  # (V,) bool, made once: masked_fill writes what apply_mask's clone and assignment write
+    if banned:
+        ban = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        ban[list(banned)] = True
     for _ in range(length):
-        allowed = form.mask() if form is not None else None
-        logits = apply_mask(logits, allowed, banned)
+        if form is not None:
+            logits = apply_mask(logits, form.mask(), ())
+        if ban is not None:
+            logits = logits.masked_fill(ban, float("-inf"))
         if observe is not None:
             observe(logits)
         token = next_token(logits, config, generator)
@@ -232,7 +333,7 @@ def sample(
             form.advance(token)
             if form.finished():
                 return
-        logits, state = model.step(token, state)
+        logits, state = step(token, state)
 
 
 @torch.no_grad()
@@ -244,9 +345,11 @@ def beam_search(
     *,
     form: PoemForm | None = None,
     banned: Sequence[int] = (),
+    precision: str = "fp32",
 ) -> list[int]:
     """The most likely continuation of ``prime`` found by beam search (sum of log-probabilities):
-    :func:`rnnkit.decode.beam_search` over ``model.step``, the last prime token its start.
+    :func:`rnnkit.decode.beam_search` over the model's step in ``precision`` (``model.step`` for fp32),
+    the last prime token its start.
 
     With a ``form`` every beam obeys it, and the search ends when the form is complete. All beams have
     the same length, so no length normalisation is needed.
@@ -255,13 +358,14 @@ def beam_search(
         raise UsageError(f"--beam: expected 1 or more, got {beam_size}")
     if not prime:
         raise UsageError("the prime must hold at least one token")
+    step = step_function(model, precision)
     device = next(model.parameters()).device
     ids = torch.tensor(list(prime), dtype=torch.long, device=device)[None]  # (1, P)
     state = model(ids[:, :-1])[1] if ids.shape[1] > 1 else None
     if form is not None:
         length = form.length
     found = decode.beam_search(
-        model.step, ids[:, -1], state, beam_size=beam_size, max_len=length, alpha=0.0,
+        step, ids[:, -1], state, beam_size=beam_size, max_len=length, alpha=0.0,
         allowed=constraint(form, banned, model.vocab_size),
     )  # fmt: skip
     return found[0].tokens
@@ -321,6 +425,7 @@ def generate_pieces(
     stop: str | None = None,
     beam: int = 0,
     logits: bool = False,
+    precision: str | None = None,
 ) -> Iterator[Piece]:
     """The text a model writes after ``prime``, one :class:`Piece` per token: what ``rnnkit sample``, the
     server and the samples printed during training all show.
@@ -330,17 +435,24 @@ def generate_pieces(
     (``seed``: the same text every time), or, with ``beam`` > 0, the most likely continuation by
     :func:`beam_search`; a ``form`` writes a poem of its own length. The text ends right after the
     first ``stop``, if it comes; otherwise the last piece flushes a byte stream's incomplete character.
-    ``model`` must be in eval mode.
+    ``precision`` (``fp32``, ``bf16``, ``int8`` or ``auto``; ``None``: ``sampling.precision``) is what
+    the model's weights are read in while it writes (see the module's notes), for sampling and beam
+    search alike; each gives the same text for the same seed every time. ``model`` must be in eval mode.
     """
+    if precision is None:
+        precision = sampling.precision
     ids = prime_ids(vocab, prime)
     banned = [vocab.unk_id] if vocab.unk_id is not None else []
     seen: list[Tensor] = []
     tokens: Iterator[int]
     if beam:
-        tokens = iter(beam_search(model, ids, length, beam, form=form, banned=banned))
+        tokens = iter(beam_search(model, ids, length, beam, form=form, banned=banned, precision=precision))
     else:
         observe = seen.append if logits else None
-        stream = sample(model, ids, length, sampling, seed=seed, form=form, banned=banned, observe=observe)
+        stream = sample(
+            model, ids, length, sampling, seed=seed, form=form, banned=banned, observe=observe,
+            precision=precision,
+        )  # fmt: skip
         tokens = (int(token[0]) for token in stream)
     decoder = vocab.decoder()
     carry = ""  # the last len(stop) - 1 characters written: a stop string may begin there
