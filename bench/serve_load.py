@@ -36,7 +36,8 @@ a captioner (``rnnkit serve lm=RUN clf=RUN cap=RUN``), and sends ``--requests`` 
 ``POST /v1/classify`` (8 sentences in one batch) and ``POST /v1/caption`` (a 64x64 PNG as the body). It
 prints errors and p50/p90/p99 latency per endpoint, beside each call done in-process, one at a time.
 Without ``--classifier``/``--captioner`` a small one of each is trained first (SST-2 from the shared data,
-and ``rnnkit caption make-shapes`` pictures), a minute or so on two cores.
+and ``rnnkit caption make-shapes`` pictures), a minute or so on two cores. It exits with status 1 when
+any request failed.
 
     .venv/bin/python bench/serve_load.py --mixed --requests 2000 --concurrency 32
 
@@ -421,6 +422,7 @@ def in_process_mixed(runs: dict[str, Path], length: int, pictures: list[bytes], 
 
 
 def mixed_run(url: str, floors: dict, pictures: list[bytes], args: argparse.Namespace) -> None:
+    """The ``--mixed`` load and its report; exits with status 1 when any request failed."""
     print(f"mixed load: {args.requests} requests taking turns over {', '.join(MIXED)}, "
           f"{args.concurrency} in flight, one server")  # fmt: skip
     rows = asyncio.run(mixed_load(url, args.requests, args.concurrency, args.length, pictures))
@@ -438,6 +440,8 @@ def mixed_run(url: str, floors: dict, pictures: list[bytes], args: argparse.Name
     total = sum(r["errors"] for r in rows)
     print(f"errors: {total} of {sum(r['requests'] for r in rows)}; wall {rows[0]['wall_s']} s")
     print(json.dumps({"machine": machine(), "in_process_ms": floors, "rows": rows}))
+    if total:
+        sys.exit(1)  # a failed request is a failed check, not just a figure
 
 
 def print_row(label: str, row: dict) -> None:

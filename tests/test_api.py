@@ -313,3 +313,37 @@ def test_broken_image_bytes_are_one_line_errors(captioner, data):
     with pytest.raises(DataError, match="the image: not a readable image") as err:
         captioner.caption([data])
     assert "\n" not in str(err.value)
+
+
+# -------------------------------------------------------------------------------------------------
+# one input where a list is expected (review #19, finding 6)
+
+
+def refused(call, method: str) -> None:
+    """``call()`` is a one-line UsageError that names ``method`` and says to pass a list."""
+    with pytest.raises(UsageError, match=rf"^{method}: expected a list of .*pass a list") as err:
+        call()
+    assert "\n" not in str(err.value)
+
+
+def test_one_text_is_refused_where_texts_are_expected(classifier, segmenter, entities, forecaster):
+    refused(lambda: classifier.classify("the movie was good"), "classify")
+    refused(lambda: classifier.predict("the movie was good"), "predict")
+    refused(lambda: classifier.encode("the movie was good"), "encode")
+    refused(lambda: entities.tag(["john went to paris"]), "tag")  # a sentence is a list of tokens
+    refused(lambda: entities.tag("john went to paris"), "tag")  # type: ignore[arg-type]
+    refused(lambda: segmenter.tag_texts("上海体育局"), "tag_texts")
+    refused(lambda: forecaster.forecast("1 2 3 4 5 6 7 8 9 10 11 12"), "forecast")  # type: ignore[arg-type]
+    assert len(entities.tag([["john", "went", "to", "paris"]])[0]) == 4  # lists still work
+    assert len(classifier.classify(("the movie was good", "it"))) == 2  # any sequence of texts
+
+
+def test_one_file_is_refused_where_files_are_expected(speech, captioner, tmp_path):
+    loaded, paths = speech
+    for one in (paths[0], str(paths[0]), paths[0].read_bytes()):
+        refused(lambda one=one: loaded.transcribe(one), "transcribe")
+        refused(lambda one=one: loaded.features(one), "features")
+    png = a_png(tmp_path)
+    for one in (png, str(png), png.read_bytes()):
+        refused(lambda one=one: captioner.caption(one), "caption")
+    assert captioner.caption((png,)) == captioner.caption([png])

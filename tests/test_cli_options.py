@@ -307,6 +307,8 @@ ALTERNATIVES = {  # a valid value other than the default, for the string fields 
 
 def alternative(key: str, value):
     """A value of the field's type other than ``value``, and how ``--set`` writes it."""
+    if value is None:  # an automatic default (train.tensorboard): the one a user would set instead
+        return True, "true"
     if isinstance(value, bool):
         return (not value), str(not value).lower()
     if isinstance(value, int):

@@ -2,7 +2,9 @@
 as tests/test_playground.py does): one server holds a classifier, a word segmenter, an entity tagger, a
 forecaster, a speech recogniser and a captioner (tiny runs of tests/task_runs.py); each test picks a
 model in the page, uses its view, and checks that what the page shows is what the server's endpoint
-answers for the same input. Where chromium cannot be installed the tests are skipped with the reason.
+answers for the same input. A tiny language model (tests/helpers.py's served_run) is served beside
+them, and its view is opened from the task views and back. Where chromium cannot be installed the tests
+are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import wave
 import numpy
 import pytest
 from tests import task_runs
-from tests.helpers import live_server
+from tests.helpers import live_server, served_run
 
 from rnnkit.serve import ServeConfig, create_app
 
@@ -53,6 +55,7 @@ RUNS = {
     "airline": task_runs.forecast_run,
     "digits": task_runs.speech_run,
     "shapes": task_runs.caption_run,
+    "poet": served_run,
 }
 VIEWS = {
     "sentiment": "classify",
@@ -61,12 +64,14 @@ VIEWS = {
     "airline": "forecast",
     "digits": "speech",
     "shapes": "caption",
+    "poet": "lm",
 }
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(base URL, a WAV file, a PNG file) of a live server holding one model of each task."""
+    """(base URL, a WAV file, a PNG file) of a live server holding one model of each task and a
+    language model."""
     if not shutil.which("chromium"):
         pytest.skip("chromium is not installed (apt-get install chromium); scripts/ensure-chromium does it")
     pytest.importorskip("playwright.sync_api")
@@ -124,6 +129,12 @@ def post(served, path: str, *, json_body: dict | None = None, content: bytes = b
         status, found = call(served, path, content, kind)
     assert status == 200, found
     return found
+
+
+def served_models(served) -> list[dict]:
+    """What ``GET /v1/models`` lists."""
+    with urllib.request.urlopen(served[0] + "/v1/models", timeout=60) as response:
+        return json.loads(response.read())["models"]
 
 
 def wait_done(page, selector: str) -> None:
@@ -214,6 +225,48 @@ def test_a_tagger_marks_the_entities_in_the_text(served, page):
         " return c.textContent; }"
     )
     assert plain == text
+    assert page.errors == []
+
+
+def generate_in_page(page, prime: str, length: int, seed: int) -> str:
+    """Generate in the language model's view; the text the page shows once it is done."""
+    page.fill("#prime", prime)
+    page.fill("#length", str(length))
+    page.fill("#seed", str(seed))
+    page.fill("#temperature", "0.8")
+    page.fill("#top-k", "0")
+    page.click("#generate")  # empties the text and marks it streaming at once
+    page.wait_for_selector("#output[data-state=done]", timeout=60_000)
+    return page.eval_on_selector("#output", "el => el.textContent")
+
+
+def test_the_language_model_view_opens_and_generates_between_task_views(served, page):
+    """From a task's view to the language model's and back, twice: each time the LM view is the only
+    one shown, set up for that model, and generates what /v1/generate answers for the same request;
+    the task views still work after it."""
+    (poet,) = [m for m in served_models(served) if m["name"] == "poet"]
+    choose(page, "sentiment")
+    page.fill("#classify-text", "the movie was great")
+    page.click("#classify-run")
+    wait_done(page, "#classify-results")
+    for seed, other in ((3, "airline"), (11, "sentiment")):
+        choose(page, "poet")
+        shown = page.eval_on_selector_all(".view:not([hidden])", "els => els.map(e => e.id)")
+        assert shown == ["view-lm"] and page.inner_text("#task") == "lm"
+        assert page.evaluate("location.hash") == "#model=poet"
+        assert page.inner_text("#model-info").startswith(f"{poet['cell'].upper()} {poet['layers']}x")
+        assert page.locator("#layer option").count() == poet["layers"]
+        text = generate_in_page(page, "the cat ", 40, seed)
+        want = post(served, "/v1/generate", json_body={"model": "poet", "prime": "the cat ", "length": 40,
+                    "temperature": 0.8, "top_k": 0, "seed": seed, "candidates": 5})  # fmt: skip
+        assert text == "the cat " + want["text"]
+        assert page.locator("#output .tok.gen").count() == want["tokens"] == 40
+        assert "40 tokens" in page.inner_text("#status")
+        # and on to another task's view, which answers as before, the LM's view hidden
+        choose(page, other)
+        assert not page.is_visible("#view-lm")
+        page.click(f"#{VIEWS[other]}-run")
+        wait_done(page, "#forecast-plot" if other == "airline" else "#classify-results")
     assert page.errors == []
 
 

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
-import builtins
+import importlib.util
 import io
+import os
+import site
 import struct
+import sys
+import sysconfig
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,15 +23,18 @@ from tests.helpers import served_run
 
 import rnnkit
 from rnnkit.cli import main
-from rnnkit.errors import UsageError
+from rnnkit.data.audio import read_wav
+from rnnkit.errors import DataError, UsageError
 from rnnkit.serve import ServeConfig, create_app
-from rnnkit.serve.uploads import image_size
+from rnnkit.serve.uploads import audio_seconds, image_size
 
 LOOPBACK = "http://127.0.0.1"
 LIMITS = {"max_body": 100_000, "max_upload": 300_000, "max_audio_seconds": 2.0, "max_pixels": 64 * 64}
 """Small limits, so that small files pass them and slightly larger ones do not."""
 WAV = {"content-type": "audio/wav"}
 PNG = {"content-type": "image/png"}
+JPEG = {"content-type": "image/jpeg"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -71,12 +79,17 @@ def files(tmp_path_factory) -> dict:
     return {"wav": task_runs.a_wav(tmp).read_bytes(), "png": task_runs.a_png(tmp).read_bytes()}
 
 
-def wav_bytes(seconds: float, rate: int = 8000) -> bytes:
+def wav_bytes(seconds: float, rate: int = 8000, poison: float | None = None) -> bytes:
+    """A 440 Hz tone as a WAV file (32-bit float with ``poison``, one of its samples that value)."""
     import soundfile
 
     out = io.BytesIO()
     t = np.arange(int(seconds * rate)) / rate
-    soundfile.write(out, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate, format="WAV")
+    samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    if poison is not None:
+        samples[len(samples) // 2] = poison
+    subtype = "FLOAT" if poison is not None else None
+    soundfile.write(out, samples, rate, format="WAV", subtype=subtype)
     return out.getvalue()
 
 
@@ -251,18 +264,75 @@ def test_caption_a_png_or_jpeg_as_the_library_does(client, runs, files):
     assert beam == {"model": "caption", "caption": loaded.caption([jpeg], beam=2)[0]}
 
 
-def test_uploads_are_read_from_memory_only(client, files, monkeypatch):
-    opened = []
-    real_open = builtins.open
+WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+FOLDERS = [sys.prefix, sys.base_prefix, sysconfig.get_paths()["stdlib"], *site.getsitepackages()]
+READABLE = tuple(str(Path(p).resolve()) for p in [*FOLDERS, Path(rnnkit.__file__).parent])
+"""Where a request may read files: the interpreter's own, the installed packages and rnnkit's (code
+imported lazily, the playground's static files)."""
+FILE_EVENTS = {"os.mkdir", "os.rename", "os.remove", "os.truncate", "shutil.copyfile", "shutil.move",
+               "tempfile.mkstemp", "tempfile.mkdtemp"}  # fmt: skip
+touched: list[tuple] | None = None
+"""What the audit hook records while a test sets it to a list (audit hooks cannot be removed)."""
 
-    def watched(file, mode="r", *args, **kwargs):
-        opened.append((str(file), mode))
-        return real_open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "open", watched)
-    assert client.post("/v1/transcribe", content=files["wav"], headers=WAV).status_code == 200
-    assert client.post("/v1/caption", content=files["png"], headers=PNG).status_code == 200
-    assert opened == []
+def watch_files(event: str, args: tuple) -> None:
+    if touched is None:
+        return
+    if event in FILE_EVENTS:
+        touched.append((event, *map(str, args[:2])))
+    elif event == "open":
+        path, mode, flags = args
+        if isinstance(path, int):  # an open file descriptor: opened, and so seen, before
+            return
+        writes = any(c in (mode or "") for c in "wax+") or bool((flags or 0) & WRITING)
+        where = str(Path(os.fsdecode(path)).resolve())
+        if writes or not where.startswith(READABLE):
+            touched.append((event, where, mode, flags))
+
+
+sys.addaudithook(watch_files)
+
+
+def test_uploads_are_read_from_memory_only(client, files):
+    # every way of opening a file (open, Path.open, io.open, os.open, tempfile) raises the "open" audit
+    # event, in the server's worker threads too
+    global touched
+    touched = []
+    try:
+        answers = [
+            client.post("/v1/transcribe", content=files["wav"], headers=WAV),
+            client.post("/v1/transcribe?attention=true", content=files["wav"], headers=WAV),
+            client.post("/v1/caption", content=files["png"], headers=PNG),
+            client.post("/v1/caption?beam=2", content=picture_bytes(40, 30, "JPEG"),
+                        headers={"content-type": "image/jpeg"}),
+        ]  # fmt: skip
+        seen, touched = touched, None
+    finally:
+        touched = None
+    assert [a.status_code for a in answers] == [200] * 4
+    assert seen == []
+
+
+def test_the_file_watch_sees_every_way_of_writing(tmp_path):
+    import tempfile
+
+    global touched
+    touched = []
+    try:
+        Path(tmp_path / "a").write_bytes(b"x")
+        with (tmp_path / "b").open("wb"):
+            pass
+        os.close(os.open(tmp_path / "c", os.O_WRONLY | os.O_CREAT))
+        with tempfile.TemporaryFile():
+            pass
+        (tmp_path / "a").read_bytes()  # a read outside the package and the interpreter's folders
+        seen, touched = touched, None
+    finally:
+        touched = None
+    opened = [(Path(entry[1]).name, entry[2]) for entry in seen if entry[0] == "open"]
+    assert opened[:3] == [("a", "w"), ("b", "w"), ("c", None)]  # Path.write_bytes, Path.open, os.open
+    assert (Path(tempfile.gettempdir()).name, "w+") in opened  # TemporaryFile opens its folder
+    assert opened[-1] == ("a", "r")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -286,6 +356,8 @@ def test_too_large_is_413_in_bytes_seconds_or_pixels(client):
     over = refused(client.post("/v1/transcribe", content=b"RIFF" + bytes(300_000), headers=WAV), 413,
                    "over 300,000 bytes")  # fmt: skip
     assert over
+    refused(client.post("/v1/caption", content=PNG_MAGIC + bytes(300_000), headers=PNG), 413,
+            "over 300,000 bytes")  # fmt: skip
     refused(client.post("/v1/transcribe", content=wav_bytes(3.0), headers=WAV), 413, "3.0 s", "limit of 2 s")
     assert client.post("/v1/transcribe", content=wav_bytes(1.5), headers=WAV).status_code == 200
     refused(
@@ -328,6 +400,55 @@ def test_corrupt_files_are_422(client, files):
     )
     refused(client.post("/v1/caption", content=files["png"][:70], headers=PNG), 422)  # cut inside the pixels
     refused(client.post("/v1/caption", content=b"", headers=PNG), 422, "empty")
+    jpeg = picture_bytes(40, 30, "JPEG")
+    refused(client.post("/v1/caption", content=jpeg[:4] + b"garbage" * 20, headers=JPEG), 422, "corrupt")
+    refused(client.post("/v1/caption", content=jpeg[: len(jpeg) // 2], headers=JPEG), 422)  # cut short
+
+
+@pytest.mark.parametrize("rate", [999_983, 200_000, 2_000])
+def test_a_sample_rate_outside_4_to_192_khz_is_422(client, rate):
+    # a prime rate would make the resampler build a filter of some 20 million taps (gigabytes)
+    wav = wav_bytes(0.05, rate)
+    assert len(wav) < LIMITS["max_upload"]
+    with pytest.raises(HTTPException) as caught:
+        audio_seconds(wav, limit=60)
+    assert caught.value.status_code == 422 and f"{rate:,} Hz" in caught.value.detail
+    refused(client.post("/v1/transcribe", content=wav, headers=WAV), 422, f"sample rate {rate:,} Hz",
+            "4-192 kHz")  # fmt: skip
+    with pytest.raises(DataError, match=f"the upload: sample rate {rate:,} Hz"):
+        read_wav(wav, 8000, name="the upload")
+    assert len(read_wav(wav_bytes(0.05, 192_000), 8000)) == 400  # the edges pass
+    assert len(read_wav(wav_bytes(0.05, 4_000), 8000)) == 400
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_samples_that_are_not_finite_are_422(client, runs, poison):
+    wav = wav_bytes(0.5, poison=poison)
+    for query in ("", "?attention=true"):
+        refused(client.post(f"/v1/transcribe{query}", content=wav, headers=WAV), 422, "not finite")
+    with pytest.raises(DataError, match="not finite"):
+        rnnkit.load(runs["speech"]).attend(wav)
+
+
+def test_a_huge_series_is_422_not_a_nan_forecast(client, runs):
+    refused(client.post("/v1/forecast", json={"series": [1e308] * 40}), 422, "series.0", "less than or equal")
+    refused(client.post("/v1/forecast", json={"series": [-1e31] * 40}), 422, "series.0", "greater than")
+    assert client.post("/v1/forecast", json={"series": [1e30] * 40}).status_code == 200  # the bound passes
+    # a forecast that overflowed all the same (float32 inside the model) is a one-line DataError
+    loaded = rnnkit.load(runs["forecast"])
+    real = loaded.model
+    loaded.model = lambda x: real(x) * float("nan")
+    with pytest.raises(DataError, match="the series: the forecast is not a finite number"):
+        loaded.forecast([1.0] * 40)
+
+
+def test_a_data_error_of_several_lines_is_answered_in_one(client, app, monkeypatch):
+    def broken(*args):
+        raise DataError("the series: line one\nline two\n  line three")
+
+    monkeypatch.setattr(app.state.models["forecast"].loaded, "forecast", broken)
+    message = refused(client.post("/v1/forecast", json={"series": [1.0] * 40}), 422)
+    assert message == "the series: line one line two line three"
 
 
 @pytest.mark.parametrize(
@@ -403,6 +524,30 @@ def test_the_language_model_endpoints_still_answer_beside_the_others(client, run
     assert client.post("/v1/score", json={"text": "the cat"}).json()["model"] == "lm"
 
 
+def test_score_gives_the_figures_rnnkit_load_gives(client, runs):
+    text = "the cat sat on the mat, and the dog ran after it"
+    answer = client.post("/v1/score", json={"text": text, "top": 2}).json()
+    expected = rnnkit.load(runs["lm"]).score(text)
+    assert answer["score"] == pytest.approx(expected, rel=1e-6)
+    assert set(answer["score"]) == {"chars", "nats_per_char", "bits_per_char", "perplexity",
+                                    "unknown_chars", "unknown_distinct", "unknown_share"}  # fmt: skip
+    assert answer["score"]["chars"] == answer["scored"] == len(text) - 1
+    # the per-token figures of the same one pass agree with the library's per character ones here
+    assert answer["nats_per_token"] == pytest.approx(expected["nats_per_char"], rel=1e-4)
+    for field in ("tokens", "scored", "bits_per_token", "perplexity", "probabilities", "candidates"):
+        assert field in answer
+
+
+def test_the_default_model_is_the_first_language_model(runs):
+    specs = [f"clf={runs['classify']}", f"lm={runs['lm']}", f"lm2={runs['lm']}"]
+    with TestClient(create_app(ServeConfig(runs=specs)), base_url=LOOPBACK) as c:
+        assert c.get("/v1/models").json()["default"] == "lm"
+        assert c.post("/v1/generate", json={"length": 3}).json()["model"] == "lm"
+        assert c.post("/v1/score", json={"text": "the cat"}).json()["model"] == "lm"
+    with TestClient(create_app(ServeConfig(runs=[str(runs["classify"])])), base_url=LOOPBACK) as c:
+        assert c.get("/v1/models").json()["default"] is None
+
+
 # -------------------------------------------------------------------------------------------------
 # the command line
 
@@ -428,3 +573,42 @@ def test_serve_passes_the_limits_and_refuses_bad_ones(runs, monkeypatch, capsys)
     assert main(["serve", str(runs["classify"]), "--max-pixels", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rnnkit: error: --max-pixels: expected 1 or more") and err.count("\n") == 1
+
+
+# -------------------------------------------------------------------------------------------------
+# the load bench
+
+
+def load_bench(monkeypatch):
+    """bench/serve_load.py as a module (it imports bench/common.py as ``common``, run from bench/)."""
+    bench = Path(__file__).parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+    path = bench / "serve_load.py"
+    spec = importlib.util.spec_from_file_location("serve_load", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("errors", [0, 2])
+def test_the_mixed_load_bench_exits_1_when_a_request_failed(monkeypatch, capsys, errors):
+    bench = load_bench(monkeypatch)
+    row = {"requests": 10, "concurrency": 2, "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0,
+           "requests_per_s": 5.0, "wall_s": 2.0}  # fmt: skip
+    rows = [row | {"kind": "generate", "errors": errors, "first_errors": ["500 boom"] * errors},
+            row | {"kind": "classify", "errors": 0, "first_errors": []}]  # fmt: skip
+
+    async def mixed_load(*args):
+        return rows
+
+    monkeypatch.setattr(bench, "mixed_load", mixed_load)
+    monkeypatch.setattr(bench, "machine", lambda: "test")
+    args = bench.argparse.Namespace(requests=20, concurrency=2, length=5)
+    if errors:
+        with pytest.raises(SystemExit) as caught:
+            bench.mixed_run("http://127.0.0.1:1", {}, [], args)
+        assert caught.value.code == 1
+    else:
+        assert bench.mixed_run("http://127.0.0.1:1", {}, [], args) is None
+    assert f"errors: {errors} of 20" in capsys.readouterr().out

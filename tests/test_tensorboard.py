@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
-from tests.helpers import text_corpus, tiny_config
+from tests.helpers import ensemble_args, sentiment_file, text_corpus, tiny_config
 from torch import nn
 
 from rnnkit.cli import main
 from rnnkit.errors import UsageError
 from rnnkit.tasks import TASKS
-from rnnkit.train.config import TrainConfig, declared_flags, tensorboard_installed
+from rnnkit.train.config import TrainConfig, declared_flags
 from rnnkit.train.metricslog import MetricsSink
 from rnnkit.train.run import run
 from rnnkit.train.task import Task
-from rnnkit.train.tensorboard import TENSORBOARD_DIR, as_markdown
+from rnnkit.train.tensorboard import TENSORBOARD_DIR, as_markdown, tensorboard_available
 from rnnkit.train.trainer import Trainer
 
 TRAIN_COMMANDS = (
@@ -146,7 +146,7 @@ def test_every_train_command_has_the_flag(words, capsys, monkeypatch):
     assert ("train.tensorboard", "--tensorboard/--no-tensorboard") in {
         (flag.key, flag.decls) for flag in declared_flags(TASKS[task].config)
     }
-    assert tensorboard_installed() and TASKS[task].config().train.tensorboard is True  # on by default
+    assert tensorboard_available() and TASKS[task].config().train.tensorboard is None  # automatic
     monkeypatch.setenv("COLUMNS", "200")
     assert main([*words, "--help"]) == 0
     text = " ".join(capsys.readouterr().out.replace("│", " ").split())
@@ -197,3 +197,98 @@ def test_force_replaces_a_run_that_holds_event_files(tmp_path, capsys):
         == 0
     ), capsys.readouterr().err
     assert len(list((run_dir / TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 1  # the old ones went
+
+
+# -------------------------------------------------------------------------------------------------
+# the automatic default (review #19, finding 8): decided when training starts, never pinned in a config
+
+
+def without_the_package(monkeypatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "torch.utils.tensorboard", None)  # import fails
+    assert not tensorboard_available()
+
+
+def saved_setting(run_dir: Path):
+    return json.loads(max(run_dir.glob("ckpt-*/config.json")).read_text())["config"]["train"]["tensorboard"]
+
+
+def test_the_default_is_automatic_and_saved_as_such(tmp_path, monkeypatch, capsys):
+    both = ["--max-steps", "4", "--eval-interval", "2"]
+    on = forecast(tmp_path, "on", *both)  # the package is installed here: on
+    assert saved_setting(on) is None and events(on).Tags()["scalars"]
+    without_the_package(monkeypatch)
+    capsys.readouterr()
+    off = forecast(tmp_path, "off", *both)  # not installed: off, nothing to say
+    assert metrics(off) and not (off / TENSORBOARD_DIR).exists() and saved_setting(off) is None
+    assert "ensorboard" not in capsys.readouterr().err
+
+
+def test_asking_for_it_on_the_command_line_without_the_package_is_a_one_line_error(
+    tmp_path, monkeypatch, capsys
+):
+    both = ["--max-steps", "4", "--eval-interval", "2"]
+    run_dir = forecast(tmp_path, "run", *both)  # saved: automatic
+    without_the_package(monkeypatch)
+    capsys.readouterr()
+    args = ["forecast", "train", str(tmp_path / "air.csv"), "--column", "Passengers", "--window", "12"]
+    args += ["--hidden-size", "8", "--device", "cpu", "--quiet", *both, "--tensorboard"]
+    assert main([*args, "--out", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--tensorboard: the tensorboard package is not installed" in err and "\n" not in err
+    resume = ["forecast", "train", "--resume", str(run_dir), "--max-steps", "6", "--quiet", "--tensorboard"]
+    assert main(resume) == 2  # a run saved as automatic: the flag is this command's request
+    assert "the tensorboard package is not installed" in capsys.readouterr().err
+
+
+def test_a_run_saved_with_true_resumes_without_the_package_with_one_warning(tmp_path, monkeypatch, capsys):
+    """Runs saved before the setting was automatic hold ``true`` (the package was installed then): on a
+    machine without it they go on without event files, and say so once."""
+    run_dir = forecast(tmp_path, "run", "--max-steps", "4", "--eval-interval", "2", "--tensorboard")
+    assert saved_setting(run_dir) is True
+    files = sorted((run_dir / TENSORBOARD_DIR).iterdir())
+    without_the_package(monkeypatch)
+    capsys.readouterr()
+    assert main(["forecast", "train", "--resume", str(run_dir), "--max-steps", "8", "--quiet"]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "ensorboard" in line]
+    assert len(said) == 1 and "not installed; going on without event files" in said[0], said
+    assert max(r["step"] for r in metrics(run_dir)) == 8  # it trained on
+    assert sorted((run_dir / TENSORBOARD_DIR).iterdir()) == files  # and wrote no event file
+
+
+# -------------------------------------------------------------------------------------------------
+# what docs/tensorboard.md says of rollbacks and ensembles (review #19, finding 9)
+
+
+def test_a_rollback_starts_a_new_event_file_without_doubling_back(tmp_path, monkeypatch):
+    import rnnkit.tasks.lm as lm
+
+    real, calls = lm.LMTask.training_loss, {"n": 0}
+
+    def poisoned(self, model, batch, carry):  # the 15th loss is NaN, as a diverging run's would be
+        calls["n"] += 1
+        loss, state, count = real(self, model, batch, carry)
+        return (loss * float("nan") if calls["n"] == 15 else loss), state, count
+
+    monkeypatch.setattr(lm.LMTask, "training_loss", poisoned)
+    config = tiny_config(text_corpus(tmp_path / "text.txt", 6_000), max_steps=20, eval_interval=10)
+    config.train.log_interval, config.train.on_nan, config.train.tensorboard = 2, "rollback", True
+    assert run(TASKS["lm"], config, tmp_path / "run")["step"] == 20
+    assert len(list((tmp_path / "run" / TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 2
+    # steps 12 and 14 were logged, rolled back to 10 and trained again: each is there once, in
+    # metrics.jsonl as in TensorBoard, with the rolled-back run's values (half the learning rate)
+    wanted = assert_same_scalars(tmp_path / "run")
+    assert [step for step, _ in wanted["train/train_loss"]] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    lr = dict(wanted["train/lr"])
+    assert lr[12] < lr[8] / 1.9
+
+
+def test_each_ensemble_member_writes_its_own_event_files(tmp_path):
+    run_dir = tmp_path / "ensemble"
+    args = ensemble_args(sentiment_file(tmp_path / "s.tsv", rows=120), run_dir, "--members", "2")
+    args[args.index("--max-steps") + 1] = "6"
+    args[args.index("--eval-interval") + 1] = "3"
+    assert main([*args, "--tensorboard", "--set", "train.log_interval=3"]) == 0
+    for member in ("member-1", "member-2"):
+        wanted = assert_same_scalars(run_dir / member)
+        assert [step for step, _ in wanted["val/val_accuracy"]] == [3, 6]
+    assert not (run_dir / TENSORBOARD_DIR).exists()

@@ -21,6 +21,22 @@ from torch import Tensor
 
 from rnnkit.errors import DataError
 
+MIN_SAMPLE_RATE = 4_000
+MAX_SAMPLE_RATE = 192_000
+"""The sample rates (Hz) a WAV file may have. A header may claim any rate up to 2**31, and resampling
+from an odd one (say a prime like 999,983 Hz) builds a polyphase filter of about 20 * rate taps:
+gigabytes from a file of a few hundred kilobytes."""
+
+
+def check_sample_rate(rate: int, name: str) -> None:
+    """A one-line :class:`DataError` naming ``name`` unless ``rate`` lies in
+    [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`]."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise DataError(
+            f"{name}: sample rate {rate:,} Hz; rnnkit speech reads {MIN_SAMPLE_RATE // 1000}-"
+            f"{MAX_SAMPLE_RATE // 1000} kHz audio (resample it first, e.g. sox in.wav -r 16000 out.wav)"
+        )
+
 
 @dataclass(kw_only=True)
 class FeatureConfig:
@@ -61,7 +77,9 @@ def read_wav(
 ) -> np.ndarray:
     """Mono float32 samples in [-1, 1] at ``sample_rate`` of a WAV file, named by its path or given as
     its content (bytes, an upload: read from memory, nothing written to disk); a one-line
-    :class:`DataError` naming the file (or ``name`` for bytes) otherwise."""
+    :class:`DataError` naming the file (or ``name`` for bytes) otherwise: a file of several channels,
+    a sample rate outside :data:`MIN_SAMPLE_RATE`-:data:`MAX_SAMPLE_RATE`, a sample that is not a
+    finite number (a float WAV may hold NaN or infinity), too short a recording."""
     import io
 
     import soundfile
@@ -89,7 +107,10 @@ def read_wav(
             f"{name}: {samples.shape[1]} channels; rnnkit speech reads mono audio "
             f"(mix it down first, e.g. sox in.wav -c 1 out.wav)"
         )
+    check_sample_rate(rate, name)
     samples = samples[:, 0]
+    if not np.isfinite(samples).all():
+        raise DataError(f"{name}: holds samples that are not finite numbers (NaN or infinity)")
     seconds = len(samples) / rate
     if seconds < min_seconds:
         raise DataError(f"{name}: {seconds:.3f} s of audio; at least {min_seconds:g} s are needed")

@@ -8,10 +8,12 @@ response), so the event loop keeps answering while a long request works; the end
 
 Endpoints (JSON unless said; errors are ``{"error": "one line"}`` with a 4xx status):
 
-- ``GET /healthz``, ``GET /v1/models`` (each model's name and task)
+- ``GET /healthz``, ``GET /v1/models`` (each model's name and task; ``default``: the language model
+  the char-RNN endpoints use when a request names none, null when none is served)
 - ``POST /v1/generate``: text from a prime; ``"stream": true`` sends Server-Sent Events, one ``token``
   event per generated token and a final ``done`` event
-- ``POST /v1/score``: nats per token of a text, each token's probability and the top candidates
+- ``POST /v1/score``: nats per token of a text, each token's probability and the top candidates, and
+  under ``score`` what ``rnnkit.load(run).score(text)`` gives (nats, bits and perplexity per character)
 - ``POST /v1/inspect``: one layer's activations after every token (int8, base64) and the units most
   correlated with simple features of the text
 - ``POST /v1/classify``, ``POST /v1/tag``: labels, or tags with words or entities, for up to 64 texts
@@ -79,7 +81,7 @@ from rnnkit.serve.models import (  # noqa: F401  (ServeConfig, STATIC and the li
     load_models,
     parse_run,
 )
-from rnnkit.serve.uploads import audio_seconds, check_type, image_size, upload_body
+from rnnkit.serve.uploads import audio_seconds, check_type, image_size, one_line, upload_body
 
 log = logging.getLogger("rnnkit.serve")
 
@@ -107,7 +109,8 @@ def with_article(task: str) -> str:
 def create_app(config: ServeConfig) -> FastAPI:
     """The app, with every model of ``config.runs`` loaded (a bad run folder raises here, not later)."""
     models = load_models(config)
-    default = next(iter(models))
+    # what /v1/generate, /v1/score and /v1/inspect use when a request names no model (pick below)
+    default = next((m.name for m in models.values() if m.task == "lm"), None)
     gate = FairGate(max(1, config.workers))
 
     def gated(fn, *args):
@@ -120,7 +123,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         try:
             return await run_in_threadpool(gated, fn, *args)
         except DataError as exc:
-            raise HTTPException(broken, str(exc)) from None
+            raise HTTPException(broken, one_line(exc)) from None
 
     app = FastAPI(
         title=config.title,
@@ -187,7 +190,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         server_side = isinstance(exc, CheckpointError | TrainingError)
         if server_side:
             log.error("%s %s: %s", request.method, request.url.path, exc)
-        return error(503 if server_side else 400, str(exc))
+        return error(503 if server_side else 400, one_line(exc))
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -209,13 +212,18 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.post("/v1/score")
     async def score(body: ScoreRequest):
+        """Each token's probability (one pass over the text) and, under ``score``, what
+        ``rnnkit.load(run).score(text)`` gives: the figures ``rnnkit eval`` reports for a file."""
         served = pick(body.model)
-        found = await run_in_threadpool(
-            gated, xray.token_scores, served.model, served.text_vocab, body.text, body.top
-        )
+
+        def work() -> tuple[xray.Scores, dict]:
+            found = xray.token_scores(served.model, served.text_vocab, body.text, body.top)
+            if len(found.tokens) < 2:
+                raise UsageError("text: needs at least two tokens to score")
+            return found, served.loaded.score(body.text)
+
+        found, figures = await run_in_threadpool(gated, work)
         count = len(found.tokens) - 1
-        if count < 1:
-            raise UsageError("text: needs at least two tokens to score")
         per = found.nats / count
         return {
             "model": served.name,
@@ -226,6 +234,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             "perplexity": math.exp(per),
             "probabilities": found.probabilities,
             "candidates": found.candidates if body.top else None,
+            "score": figures,
         }
 
     @app.post("/v1/inspect")

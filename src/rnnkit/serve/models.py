@@ -28,6 +28,9 @@ MAX_TEXTS = 64
 """Most texts one /v1/classify or /v1/tag request may hold (they run as one batch)."""
 MAX_SERIES = 100_000
 """Most values of a series sent to /v1/forecast."""
+MAX_VALUE = 1e30
+"""Largest magnitude of a value sent to /v1/forecast: the model reads float32 (at most about 3.4e38),
+where a finite but huge value like 1e308 becomes infinity and the forecast NaN."""
 MAX_BEAM = 16
 """Widest beam a /v1/transcribe or /v1/caption request may ask for."""
 AUDIO_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave"})
@@ -255,7 +258,8 @@ class TagRequest(TextsRequest):
 class ForecastRequest(Body):
     series: (
         Annotated[
-            list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1, max_length=MAX_SERIES)
+            list[Annotated[float, Field(ge=-MAX_VALUE, le=MAX_VALUE, allow_inf_nan=False)]],
+            Field(min_length=1, max_length=MAX_SERIES),
         ]
         | None
     ) = Field(None, description="The values so far, oldest first; null: the end of the run's own series.")

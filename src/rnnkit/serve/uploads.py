@@ -51,8 +51,13 @@ def is_wav(data: bytes) -> bool:
 
 def audio_seconds(data: bytes, limit: float) -> float:
     """How long the WAV file ``data`` lasts, read from its header (nothing is decoded): 415 when the
-    bytes are not a WAV file, 422 when its header is broken, 413 when it lasts more than ``limit``."""
+    bytes are not a WAV file, 422 when its header is broken or declares a sample rate outside
+    4-192 kHz (:func:`rnnkit.data.audio.check_sample_rate`: resampling from an odd rate costs
+    gigabytes), 413 when it lasts more than ``limit``."""
     import soundfile
+
+    from rnnkit.data.audio import check_sample_rate
+    from rnnkit.errors import DataError
 
     nonempty(data, "WAV file")
     if not is_wav(data):
@@ -65,6 +70,10 @@ def audio_seconds(data: bytes, limit: float) -> float:
     seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
     if info.samplerate <= 0 or info.frames <= 0:
         raise HTTPException(422, "the WAV file is corrupt: it holds no samples")
+    try:
+        check_sample_rate(info.samplerate, "the WAV file")
+    except DataError as exc:
+        raise HTTPException(422, one_line(exc)) from None
     if seconds > limit:
         raise HTTPException(413, f"the recording lasts {seconds:.1f} s, over the limit of {limit:g} s")
     return seconds

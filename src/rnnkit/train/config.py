@@ -5,7 +5,6 @@ line finds them with :func:`declared_flags`)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,12 +74,6 @@ def _decls(name: str, kind: Any) -> str:
     return f"{option}/--no-{option[2:]}" if kind is bool else option
 
 
-def tensorboard_installed() -> bool:
-    """Whether the tensorboard package (the ``rnnkit[tensorboard]`` extra) can be imported; found without
-    importing it (that takes a second)."""
-    return importlib.util.find_spec("tensorboard") is not None
-
-
 @dataclass(kw_only=True)
 class TrainConfig:
     LEGACY_KEYS: ClassVar[tuple[str, ...]] = ("seq_len", "eval_tokens", "sample_length")
@@ -136,12 +129,17 @@ class TrainConfig:
         "When the loss becomes NaN/inf or explodes: abort (keep the last good checkpoint) or "
         "rollback (reload it, halve the learning rate and go on).",
     )
-    tensorboard: bool = flag(
-        tensorboard_installed(),
+    tensorboard: bool | None = flag(
+        None,
         "Write TensorBoard event files into RUN_DIR/tensorboard/ (the numbers of metrics.jsonl at the "
         "same steps, and the char-RNN's samples); on by default where the tensorboard package is "
-        "installed ({default}). Watch with: tensorboard --logdir runs/",
+        "installed, off without it; --tensorboard without the package is an error. Watch with: "
+        "tensorboard --logdir runs/",
+        name="--tensorboard/--no-tensorboard",
     )
+    """``None`` (the default): on where the package is installed, decided when training starts (so a
+    saved config does not pin what one machine had); ``True``: asked for, an error without the
+    package; ``False``: off."""
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "eval_interval", "checkpoint_interval", "log_interval")

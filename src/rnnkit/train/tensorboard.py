@@ -1,4 +1,5 @@
-"""TensorBoard event files for a run (``--tensorboard``, on where the package is installed).
+"""TensorBoard event files for a run (on where the package is installed; ``--tensorboard`` asks for them,
+``--no-tensorboard`` turns them off).
 
 What goes in ``RUN_DIR/tensorboard/`` (a stage of its own, the classifier's ``pretrain/``, has its own):
 
@@ -41,6 +42,15 @@ def as_markdown(text: str) -> str:
     """``text`` as a Markdown code block (TensorBoard renders text as Markdown, which joins lines):
     each line indented by four spaces, which no fence in the text can close."""
     return "\n".join("    " + line for line in text.split("\n"))
+
+
+def tensorboard_available() -> bool:
+    """Whether torch's TensorBoard writer can be imported (the ``rnnkit[tensorboard]`` extra)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class TensorBoardLog:

@@ -40,6 +40,7 @@ from rnnkit.train.progress import (
 )  # fmt: skip
 from rnnkit.train.signals import Signals
 from rnnkit.train.task import Task
+from rnnkit.train.tensorboard import tensorboard_available
 
 log = logging.getLogger("rnnkit")
 MAX_ROLLBACKS = 5
@@ -97,6 +98,7 @@ class Trainer:
         self.progress = progress
         self.on_step = on_step
         self.sink: MetricsSink | None = None  # open while fit() runs, on the rank that writes
+        self.saved_tensorboard = False  # the checkpoint resumed from says tensorboard: true
         # everything below is resume state
         self.step = 0
         self.tokens_seen = 0
@@ -188,6 +190,7 @@ class Trainer:
         assert self.run_dir is not None
         loaded = ckpt.load_checkpoint(self.run_dir, which, with_state=True)
         ckpt.load_weights(self.model, loaded)
+        self.saved_tensorboard = _says_tensorboard(loaded.config.get("config"))
         try:
             self.load_state_dict(loaded.state_tensors, loaded.trainer_state)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
@@ -247,11 +250,31 @@ class Trainer:
         on); it is flushed and closed when the block ends, however it ends."""
         if self.write_dir is None:
             return contextlib.nullcontext()
-        self.sink = MetricsSink(self.write_dir, tensorboard=self.config.tensorboard, step=self.step)
+        self.sink = MetricsSink(self.write_dir, tensorboard=self.tensorboard_on(), step=self.step)
         stack = contextlib.ExitStack()
         stack.callback(setattr, self, "sink", None)
         stack.enter_context(self.sink)
         return stack
+
+    def tensorboard_on(self) -> bool:
+        """Whether this run writes event files: ``tensorboard`` ``None`` (automatic) where the package
+        is installed; ``True`` asked for them, an error without the package (:class:`TensorBoardLog`
+        says so), unless the checkpoint resumed from already said ``true``: runs saved before the
+        setting was automatic hold ``true`` where the package was installed then, so a resume on a
+        machine without it warns once and goes on without event files."""
+        wanted = self.config.tensorboard
+        if wanted is False:
+            return False
+        if tensorboard_available():
+            return True
+        if wanted and self.saved_tensorboard:
+            log.warning(
+                "TensorBoard: this run's saved config says tensorboard: true, but the tensorboard package "
+                "is not installed; going on without event files (install 'rnnkit[tensorboard]', or "
+                "resume with --no-tensorboard)"
+            )
+            return False
+        return bool(wanted)
 
     def trim_metrics(self) -> None:
         """On resume, drop metrics logged after the checkpoint: those steps will be trained again."""
@@ -358,6 +381,7 @@ class Trainer:
                         rollbacks, scale = self.rollbacks + 1, self.lr_scale * 0.5
                         name = self.resume("last")
                         self.rollbacks, self.lr_scale = rollbacks, scale
+                        self.trim_metrics()  # the steps after the checkpoint are trained again
                         if self.sink is not None:  # TensorBoard's curves go on from the checkpoint
                             self.sink.restart(self.step)
                         log.warning("%s; rolled back to %s, learning rate x%g", exc, name, self.lr_scale)
@@ -434,3 +458,11 @@ class Trainer:
                 self.sink.texts(texts, self.step)
         if self.sink is not None:
             self.sink.flush()  # what TensorBoard shows is at most one evaluation old
+
+
+def _says_tensorboard(config: Any) -> bool:
+    """Whether a saved config (config.json's ``config``) has ``tensorboard: true`` in any section (the
+    trainer knows not which section is its own: the classifier's pre-training has one of its own)."""
+    if isinstance(config, Mapping):
+        return config.get("tensorboard") is True or any(_says_tensorboard(v) for v in config.values())
+    return False

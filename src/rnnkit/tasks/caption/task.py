@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from rnnkit.config import from_dict
 from rnnkit.data.buckets import BucketStream, pad
+from rnnkit.data.items import a_list
 from rnnkit.data.vocab import END_ID, START_ID, TokenTable
 from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.tasks.caption.config import TASK, CaptionConfig, CaptionModelConfig
@@ -170,7 +171,7 @@ class LoadedCaptioner:
         model's size."""
         if beam < 1:
             raise UsageError(f"beam: expected 1 or more, got {beam}")
-        if not images:
+        if not a_list(images, "caption", "pictures (paths or bytes)"):
             return []
         pictures = torch.stack([load_image(image, self.config.model.image_size) for image in images])
         return describe(self.model, pictures, self.vocab, self.config.data.max_words, beam)

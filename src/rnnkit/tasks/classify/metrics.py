@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, cast
 import torch
 from torch import Tensor, nn
 
+from rnnkit.data.items import a_list
 from rnnkit.data.table import read_table
 from rnnkit.errors import DataError
 from rnnkit.tasks.classify.data import Encoded
@@ -86,7 +87,7 @@ def classify_texts(loaded: LoadedClassifier | LoadedEnsemble, texts: list[str]) 
     """Each text's most likely label and every label's probability (in the order of ``loaded.labels``),
     from one :meth:`predict` of them all: what ``rnnkit classify predict``, the server's ``/v1/classify``
     and ``model.classify`` give."""
-    if not texts:
+    if not a_list(texts, "classify", "texts"):
         return []
     probabilities = loaded.predict(list(texts))
     labels = loaded.labels

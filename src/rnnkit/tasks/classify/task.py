@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnkit.data.buckets import BucketStream
+from rnnkit.data.items import a_list
 from rnnkit.data.table import TEXT_SPECIALS, bigram_keys, choose_tokens
 from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import CheckpointError, DataError, UsageError
@@ -206,15 +207,15 @@ class LoadedClassifier:
         return self.inputs.kind
 
     def encode(self, texts: list[str]) -> Encoded:
-        return self.inputs.encode(texts)
+        return self.inputs.encode(a_list(texts, "encode", "texts"))
 
     def predict(self, texts: list[str]) -> Tensor:
         """Class probabilities ``(N, C)``."""
-        return predict_encoded(self.model, self.encode(texts))
+        return predict_encoded(self.model, self.encode(a_list(texts, "predict", "texts")))
 
     def classify(self, texts: list[str]) -> list[dict]:
         """Each text's label and every label's probability: :func:`classify_texts`."""
-        return classify_texts(self, texts)
+        return classify_texts(self, a_list(texts, "classify", "texts"))
 
 
 def saved_classifier_config(run_dir: Path) -> ClassifierConfig:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rnnkit.data.items import a_list
 from rnnkit.errors import CheckpointError, DataError
 from rnnkit.tasks.forecast.config import TASK, ForecastConfig
 from rnnkit.tasks.forecast.data import (
@@ -141,6 +142,7 @@ class LoadedForecaster:
             values = read_series(Path(d.path), d.column, d.inputs, d.date_column).values
         else:
             where = "the series"
+            a_list(series, "forecast", "numbers")
             columns = len(self.stats["mean"])
             if columns != 1:
                 raise DataError(
@@ -156,6 +158,8 @@ class LoadedForecaster:
         x = torch.tensor(p.inputs[t - d.window + 1 : t + 1][None], dtype=torch.float32)  # (1, window, F)
         with torch.no_grad():
             pred = to_values(p, d, [t], self.model(x).float().numpy())[0]
+        if not np.isfinite(pred).all():
+            raise DataError(f"{where}: the forecast is not a finite number (values too large for the model?)")
         return {
             "horizon": d.horizon,
             "history": p.raw[-200:].tolist(),

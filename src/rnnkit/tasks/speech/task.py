@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.buckets import BucketStream
+from rnnkit.data.items import a_list
 from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import CheckpointError
 from rnnkit.tasks.speech.config import TASK, SpeechConfig
@@ -162,10 +163,12 @@ class LoadedSpeech:
     checkpoint: str
 
     def features(self, audio: list[Path | bytes]) -> list[Tensor]:
+        a_list(audio, "features", "recordings (paths or bytes)")
         return apply_norm([audio_features(a, self.config.features) for a in audio], self.norm)
 
     def transcribe(self, audio: list[Path | bytes], beam: int = 1, decoder: str = "attention") -> list[str]:
         """The transcript of each recording: :func:`transcribe_encoded` of their features."""
+        a_list(audio, "transcribe", "recordings (paths or bytes)")
         return transcribe_encoded(self.model, self.features(audio), self.chars, beam=beam, decoder=decoder)
 
     def attend(self, audio: Path | bytes) -> dict:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from rnnkit.data.buckets import BucketStream
+from rnnkit.data.items import a_list
 from rnnkit.data.table import TEXT_SPECIALS, bigram_keys, choose_tokens, token_key
 from rnnkit.data.vocab import TokenTable
 from rnnkit.errors import CheckpointError
@@ -181,6 +182,8 @@ class LoadedTagger:
 
     def tag(self, sentences: list[list[str]]) -> list[list[str]]:
         """Tags of each token of each sentence (long sentences are cut and joined back)."""
+        for words in a_list(sentences, "tag", "sentences (each a list of tokens)"):
+            a_list(words, "tag", "tokens for each sentence (tag_texts takes raw texts)")
         limit = self.config.data.max_tokens
         rows = EncodedTags([], [], [] if self.inputs.bigrams is not None else None)
         owners = []
@@ -198,7 +201,7 @@ class LoadedTagger:
 
     def tag_texts(self, texts: list[str]) -> list[dict]:
         """Tokens, tags and the words or entities of raw texts (:func:`.metrics.tag_texts`)."""
-        return tag_texts(self, texts)
+        return tag_texts(self, a_list(texts, "tag_texts", "texts"))
 
 
 def saved_tagger_config(run_dir: Path) -> TaggerConfig:
