@@ -128,18 +128,18 @@ def run_cli(capsys, *args):
     return code, out, err
 
 
-def sentiment_file(path, rows: int = 400, seed: int = 0):
-    """label<TAB>sentence rows: 1 holds a good word, 0 a bad one, among filler words."""
+def sentiment_file(path, rows: int = 400, seed: int = 0, max_words: int = 12):
+    """label<TAB>sentence rows: 1 holds a good word, 0 a bad one, among 3 to ``max_words`` filler words."""
     rng = random.Random(seed)
     good, bad = ["good", "great", "lovely", "fine"], ["bad", "awful", "poor", "dull"]
     filler = ["the", "movie", "was", "plot", "and", "it", "really", "a", "story"]
     lines = ["label\tsentence"]
     for _ in range(rows):
         label = rng.randint(0, 1)
-        words = [rng.choice(filler) for _ in range(rng.randint(3, 12))]
+        words = [rng.choice(filler) for _ in range(rng.randint(3, max_words))]
         words.insert(rng.randrange(len(words) + 1), rng.choice(good if label else bad))
         lines.append(f"{label}\t{' '.join(words)}")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 

@@ -12,6 +12,8 @@ import random
 import shutil
 from pathlib import Path
 
+from tests import helpers
+
 from rnnkit.cli import main
 
 CPU = ["--device", "cpu", "--quiet"]
@@ -49,18 +51,8 @@ def train(args: list[str]) -> None:
 
 
 def sentiment_file(path: Path, rows: int = 300, seed: int = 0) -> Path:
-    """label<TAB>sentence rows: 1 holds a good word, 0 a bad one, among filler words."""
-    rng = random.Random(seed)
-    good, bad = ["good", "great", "lovely", "fine"], ["bad", "awful", "poor", "dull"]
-    filler = ["the", "movie", "was", "plot", "and", "it", "really", "a", "story"]
-    lines = ["label\tsentence"]
-    for _ in range(rows):
-        label = rng.randint(0, 1)
-        words = [rng.choice(filler) for _ in range(rng.randint(3, 10))]
-        words.insert(rng.randrange(len(words) + 1), rng.choice(good if label else bad))
-        lines.append(f"{label}\t{' '.join(words)}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    """:func:`tests.helpers.sentiment_file`, shorter sentences (3 to 10 words) and fewer rows."""
+    return helpers.sentiment_file(path, rows, seed, max_words=10)
 
 
 def classify_run(tmp: Path) -> Path:
