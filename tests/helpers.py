@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -162,3 +163,15 @@ def seasonal_csv(path, months: int = 144, noise: float = 0.0, seed: int = 0):
         lines.append(f'"{year}-{month:02d}",{value:.3f}')
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+"""How the browser tests start Debian's chromium (headless, no network of its own, no first-run page)."""

@@ -8,19 +8,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from tests.helpers import live_server, served_run
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, live_server, served_run
 
 from rnnkit.serve import ServeConfig, create_app
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARGS = CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")

@@ -20,18 +20,12 @@ import wave
 import numpy
 import pytest
 from tests import task_runs
-from tests.helpers import live_server, served_run
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, live_server, served_run
 
 from rnnkit.serve import ServeConfig, create_app
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+    *CHROMIUM_ARGS,
     # a microphone that plays a test tone, and no permission prompt (the context grants the microphone)
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
