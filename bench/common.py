@@ -26,6 +26,21 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+#: CPU flags that decide which narrow types are native (AVX512-BF16/AMX: bf16; VNNI/AMX-INT8: int8)
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`FLAGS` this CPU has (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    present = set(line.partition(":")[2].split())
+    return [flag for flag in FLAGS if flag in present]
+
+
 def machine() -> str:
     text = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}"
     if torch.cuda.is_available():

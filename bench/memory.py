@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import data_dir, machine
+from common import cpu_flags, data_dir, machine
 
 
 def commands(data: Path) -> dict[str, list[str]]:
@@ -37,14 +37,6 @@ def commands(data: Path) -> dict[str, list[str]]:
         "caption": ["caption", "train", str(data / "flickr8k_mini" / "images"),
                     str(data / "flickr8k_mini" / "captions.txt")],
     }  # fmt: skip
-
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    return sorted({f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in text})
 
 
 def run(task: str, args: list[str], precision: str, minutes: float, out: Path) -> dict:

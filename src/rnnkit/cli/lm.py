@@ -22,8 +22,9 @@ from rnnkit.cli.options import (
 )
 from rnnkit.console import setup_logging
 from rnnkit.errors import UsageError
-from rnnkit.tasks.lm import get_preset, presets_help, saved_config
-from rnnkit.tasks.lm.task import sample_streams, score_files
+from rnnkit.tasks.lm import presets_help, saved_config
+from rnnkit.tasks.lm.budget import starting_config
+from rnnkit.tasks.lm.task import sample_streams, score_files, train_report
 
 lm_app = typer.Typer()
 
@@ -33,6 +34,7 @@ lm_app = typer.Typer()
     "  rnnkit train --preset demo --out runs/demo\n\n"
     "  rnnkit train ../shared/data/tinyshakespeare/input.txt --preset shakespeare --out runs/shakespeare\n\n"
     "  rnnkit train poetry.txt --preset poetry --out runs/poetry --max-minutes 15\n\n"
+    "  rnnkit train input.txt --max-minutes 45   (--preset auto: sized for the budget)\n\n"
     "  rnnkit train jay.txt --preset lyrics --cell gru --hidden-size 384 --out runs/jay\n\n"
     "  rnnkit train --resume runs/shakespeare --max-minutes 30\n\n"
     "  torchrun --nproc-per-node 2 -m rnnkit train ../shared/data/tinyshakespeare/input.txt --out runs/ddp"
@@ -52,9 +54,10 @@ def train(
         str,
         Opt(
             help="Starting configuration; each flag below overrides it, and a flag's default is the "
-            "preset's. The presets: " + presets_help()
+            "preset's. Default: auto when --max-minutes is given, else small. The presets: " + presets_help(),
+            show_default=False,
         ),
-    ] = "small",
+    ] = "",
     values: ConfigValues = CONFIG_FLAGS,
     resume: ResumeOpt = None,
     force: ForceOpt = False,
@@ -63,16 +66,11 @@ def train(
 ) -> None:
     """Train a character language model (a char-RNN) on text and save it to a run folder."""
 
-    def report(summary: dict) -> str:
-        val = summary.get("val_loss")
-        if val is None:
-            return f"step {summary['step']}"
-        return f"step {summary['step']}, validation {val:.4f} nats/char ({val / 0.6931471805599453:.3f} bits)"
-
+    name = preset or ("auto" if values.get("train.max_minutes") is not None else "small")
     _train_task(
-        "lm", values, set_, data=data, fresh=lambda: get_preset(preset),
-        base={"data.sources": list(data) if data else None}, default_out=Path("runs") / preset,
-        saved=saved_config, out=out, resume=resume, force=force, quiet=quiet, report=report,
+        "lm", values, set_, data=data, fresh=lambda: starting_config(name, values, set_, data and list(data)),
+        base={"data.sources": list(data) if data else None}, default_out=Path("runs") / name,
+        saved=saved_config, out=out, resume=resume, force=force, quiet=quiet, report=train_report,
         checkpoint_at_eval=False,
     )  # fmt: skip
 

@@ -28,9 +28,22 @@ class ModelConfig:
     hidden_size: int = flag(256, "Units per recurrent layer.")
     num_layers: int = flag(2, "Stacked recurrent layers.")
     dropout: float = flag(0.0, "Dropout on the embedding, between layers and before the output layer.")
+    locked_dropout: bool = flag(
+        False,
+        "Locked (variational) dropout on the embedding and before the output layer: one mask per sequence, "
+        "the same at every step (AWD-LSTM), instead of a new mask at every step.",
+        name="--locked-dropout/--step-dropout",
+    )
+    weight_drop: float = flag(
+        0.0,
+        "DropConnect on the recurrent matrices W_hh while training (AWD-LSTM's weight drop): this fraction "
+        "of their entries is zeroed, one draw per batch.",
+    )
 
     def __post_init__(self) -> None:
         check_rnn_fields(self, positive=("embedding_size", "hidden_size", "num_layers"))
+        if not 0.0 <= self.weight_drop < 1.0:
+            raise ValueError(f"weight_drop: expected a probability in [0, 1), got {self.weight_drop}")
 
 
 @dataclass(kw_only=True)
@@ -241,7 +254,13 @@ def preset_code() -> LMConfig:
     )
 
 
+def preset_auto() -> LMConfig:
+    """Sized by the budget rule for the data and ``--max-minutes`` given (15 minutes by default)."""
+    return _preset("auto", {}, {"max_minutes": 15.0})
+
+
 PRESETS = {
+    "auto": preset_auto,
     "tiny": preset_tiny,
     "demo": preset_demo,
     "small": preset_small,
@@ -252,22 +271,34 @@ PRESETS = {
 }
 
 
-def describe_preset(config: LMConfig) -> str:
-    """One line of what a preset sets: model, batch and budget."""
+#: The presets sized by the budget rule (:mod:`rnnkit.tasks.lm.budget`) when a run starts: each keeps its
+#: data settings and budget, and the rule picks the model, its regularisation, batch and learning rate
+#: from the budget, the corpus and this machine's measured speed. ``tiny`` and ``demo`` stay fixed.
+RULED = ("auto", "small", "shakespeare", "poetry", "lyrics", "code")
+
+
+def describe_preset(config: LMConfig, *, ruled: bool = False) -> str:
+    """One line of what a preset sets: model, batch and budget (``ruled``: the model is the rule's)."""
     m, t = config.model, config.train
     budget = " or ".join(
         ([f"{t.max_steps:,} steps"] if t.max_steps else [])
         + ([f"{t.max_minutes:g} min"] if t.max_minutes else [])
     )
+    if ruled:
+        return f"{m.cell}, size, dropout, batch and lr by the budget rule, {budget}"
     return (
-        f"{m.cell} {m.num_layers}x{m.hidden_size}, dropout {m.dropout:g}, batch {t.batch_size}x{t.seq_len}, "
+        f"{m.cell} {m.num_layers}x{m.hidden_size}, dropout {m.dropout:g}"
+        f"{' locked' if m.locked_dropout and m.dropout else ''}"
+        f"{f', weight drop {m.weight_drop:g}' if m.weight_drop else ''}, batch {t.batch_size}x{t.seq_len}, "
         f"lr {t.lr:g}, {budget}"
     )
 
 
 def presets_help() -> str:
     """Every preset with its budget, for ``--help``."""
-    return "; ".join(f"{name} ({describe_preset(make())})" for name, make in PRESETS.items())
+    return "; ".join(
+        f"{name} ({describe_preset(make(), ruled=name in RULED)})" for name, make in PRESETS.items()
+    )
 
 
 def get_preset(name: str) -> LMConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from rnnkit.nn import Recurrent, Stepper
 from rnnkit.tasks.lm.config import LMConfig, ModelConfig
@@ -22,6 +23,13 @@ class CharLM(nn.Module):
     Inputs: ``ids`` ``(N, T)`` int64, ``state`` (as :class:`rnnkit.nn.Recurrent` returns it) or ``None``.
 
     Outputs: ``(logits, state)``, logits ``(N, T, V)``.
+
+    Regularisers, all off in eval mode (AWD-LSTM, Merity et al. 2018): ``dropout`` on the embedding,
+    between layers and before the head; with ``locked_dropout`` the embedding's and the head's masks
+    are drawn once per sequence and shared by every step (between layers the fused kernel draws its
+    own); ``weight_drop`` zeroes that fraction of every recurrent matrix :math:`W_{hh}` (one mask per
+    batch, scaled by :math:`1/(1-p)`), so the recurrent connections themselves are regularised while
+    the fused kernel still runs.
     """
 
     def __init__(self, vocab_size: int, config: ModelConfig) -> None:
@@ -40,9 +48,27 @@ class CharLM(nn.Module):
         self.head = nn.Linear(config.hidden_size, vocab_size)
 
     def forward(self, ids: Tensor, state=None):
-        x = self.dropout(self.embedding(ids))  # (N, T, E)
-        out, state = self.rnn(x, state=state)  # (N, T, H)
-        return self.head(self.dropout(out)), state  # (N, T, V)
+        x = self._drop(self.embedding(ids))  # (N, T, E)
+        out, state = self._recurrent(x, state)  # (N, T, H)
+        return self.head(self._drop(out)), state  # (N, T, V)
+
+    def _drop(self, x: Tensor) -> Tensor:
+        """Dropout on ``(N, T, F)`` features: a new mask per step, or one per sequence when locked."""
+        p = self.config.dropout
+        if not self.config.locked_dropout or not self.training or p == 0.0:
+            return self.dropout(x)
+        mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1.0 - p) / (1.0 - p)
+        return x * mask
+
+    def _recurrent(self, x: Tensor, state):
+        p = self.config.weight_drop
+        if not self.training or p == 0.0:
+            return self.rnn(x, state=state)
+        weights = {
+            name: F.dropout(weight, p) if name.startswith("weight_hh") else weight
+            for name, weight in self.rnn.named_parameters()
+        }
+        return torch.func.functional_call(self.rnn, weights, (x,), {"state": state})
 
     def step(self, ids: Tensor, state=None, *, fast: bool | None = None):
         """One token per stream: ``ids`` ``(N,)`` -> logits ``(N, V)`` and the new state.

@@ -354,6 +354,14 @@ def prepare_task(config: LMConfig, setup: Setup) -> LMTask:
     return task
 
 
+def train_report(summary: dict) -> str:
+    """The last line of ``rnnkit train``: the step reached and the validation loss."""
+    val = summary.get("val_loss")
+    if val is None:
+        return f"step {summary['step']}"
+    return f"step {summary['step']}, validation {val:.4f} nats/char ({val / math.log(2):.3f} bits)"
+
+
 def saved_config(run_dir: Path) -> LMConfig:
     """The config of a run's last checkpoint."""
     return task_config(run_dir, "last", TASK, LMConfig, "a run")[1]
