@@ -19,7 +19,11 @@ window kept (the machine may be shared: the quietest spell is the fairest compar
 
 - ``fp32 stepper``: today's path (``precision="fp32"``: ``CharLM.step`` through the stepper);
 - ``bf16``: the recurrent matrices in bfloat16 (skipped where the CPU lacks native bf16);
-- ``int8``: the recurrent matrices in int8, PyTorch's dynamic quantization;
+- ``int8``: the recurrent matrices in int8, one scale per row, through PyTorch's weight-only int8
+  kernel (``torch._weight_int8pack_mm``; the activations stay unquantized, rounded to bf16);
+
+(the narrow paths also draw their tokens with noise made a block at a time, ``NoiseDraws``, where fp32
+keeps its per-token draw and its exact tokens)
 
 and prints each one's chars/s, its ratio to the fp32 stepper in the same run, and its nats/char on
 the last 10% of Tiny Shakespeare (``score_tokens``, as ``rnnkit eval`` scores, through that path's

@@ -68,6 +68,22 @@ def test_generate_options(lm):
         lm.generate("the", 5, beam=0)
 
 
+def test_generate_writes_in_the_precision_asked_for(lm, monkeypatch):
+    from rnnkit import generate
+
+    asked: list[str] = []
+    real = generate.step_function
+    monkeypatch.setattr(generate, "step_function", lambda m, p="fp32": asked.append(p) or real(m, p))
+    text = lm.generate("the ", 60, temperature=0.8, seed=3, precision="int8")
+    assert asked == ["int8"]  # the keyword reaches the sampler
+    config = SamplingConfig(temperature=0.8)
+    pieces = generate_pieces(lm.model, lm.vocab, "the ", 60, config, seed=3, precision="int8")
+    assert text == "".join(p.text for p in pieces) and len(text) == 60
+    assert lm.generate("the ", 60, temperature=0.8, seed=3, precision="int8") == text
+    with pytest.raises(UsageError, match="--precision: expected one of"):
+        lm.generate("the ", 5, precision="fp8")
+
+
 def test_score_is_what_eval_reports(lm):
     text = "the cat sat on the mat.\n"
     found = lm.score(text)

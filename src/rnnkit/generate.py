@@ -99,6 +99,29 @@ def next_token(logits: Tensor, config: SamplingConfig, generator: torch.Generato
     return (probs / q).argmax(dim=-1)
 
 
+class NoiseDraws:
+    """The narrow paths' draws: :func:`next_token`'s Gumbel-max, ``argmax(logits / T - log q)`` with
+    ``q ~ Exp(1)``, taken as ``argmax(logits - T log q)`` (the same for T > 0, and no division that
+    could overflow), its noise drawn from ``generator`` a block of tokens at a time: one call per block,
+    not a dozen small ops per token. The same tokens for a seed, but not those of fp32's draws. For
+    plain temperature sampling; :func:`next_token` keeps top-k, top-p and greedy."""
+
+    def __init__(self, generator: torch.Generator, temperature: float) -> None:
+        self.generator, self.temperature = generator, temperature
+        self.noise: Tensor | None = None  # (R, B, V): T log q for the next R tokens
+        self.used = 0
+
+    def __call__(self, logits: Tensor) -> Tensor:
+        noise = self.noise
+        if noise is None or self.used == noise.shape[0] or noise.shape[1:] != logits.shape:
+            rows = max(1, min(256, (1 << 20) // logits.numel()))  # at most 4 MB a block
+            noise = torch.empty(rows, *logits.shape, device=logits.device)  # (R, B, V)
+            self.noise = noise.exponential_(1, generator=self.generator).log_().mul_(self.temperature)
+            self.used = 0
+        self.used += 1
+        return (logits - noise[self.used - 1]).argmax(dim=-1)
+
+
 # -------------------------------------------------------------------------------------------------
 # constraints
 
@@ -221,7 +244,8 @@ _STEPPERS: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, Stepper]]
 def sampling_precision(precision: str, device: torch.device) -> str:
     """``fp32``, ``bf16`` or ``int8`` for ``precision`` on ``device``: ``auto`` is bf16 where the hardware
     computes it natively (:func:`rnnkit.train.hardware.resolve_precision` decides, and refuses an
-    explicit bf16 where it is not native); int8 runs on the CPU only (PyTorch's dynamic int8 kernels)."""
+    explicit bf16 where it is not native); int8 runs on the CPU only (rnnkit takes PyTorch's weight-only
+    int8 kernel there only)."""
     check_precision(precision)
     if precision == "fp32":
         return precision
@@ -310,6 +334,9 @@ def sample(
         generator.manual_seed(seed)
     else:
         generator.seed()
+    pick: Callable[[Tensor], Tensor] = lambda logits: next_token(logits, config, generator)  # noqa: E731
+    if step != model.step and config.temperature > 0 and not config.top_k and config.top_p == 1:
+        pick = NoiseDraws(generator, config.temperature)  # a narrow path: its own, cheaper draws
     logits, state = _prime(model, prime, num_samples, device)
     if not bool(torch.isfinite(logits).all()):
         raise CheckpointError("the model's outputs are not finite (NaN or inf): its weights are broken")
@@ -327,7 +354,7 @@ def sample(
             logits = logits.masked_fill(ban, float("-inf"))
         if observe is not None:
             observe(logits)
-        token = next_token(logits, config, generator)
+        token = pick(logits)
         yield token
         if form is not None:
             form.advance(token)

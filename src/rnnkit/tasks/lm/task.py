@@ -165,6 +165,7 @@ class LoadedLM:
         stop: str | None = None,
         form: PoemForm | None = None,
         beam: int = 1,
+        precision: str = "fp32",
     ) -> str:
         """The text the model writes after ``prime`` (read first; not repeated in the result): what
         ``rnnkit sample`` prints after the prime for the same options. ``length`` characters (or
@@ -172,7 +173,9 @@ class LoadedLM:
         text every time); ``beam`` > 1: the most likely continuation by beam search with that many beams
         (``rnnkit sample --beam``) instead of sampling. It ends right after the first ``stop``, if it
         comes; a ``form`` (:class:`rnnkit.PoemForm`, built on ``self.vocab``) writes a poem of its own
-        length. An empty prime starts as after a line break."""
+        length. An empty prime starts as after a line break. ``precision`` (``fp32``, ``bf16``, ``int8``
+        or ``auto``): what the recurrent weights are read in while it writes (``rnnkit sample
+        --precision``; see :mod:`rnnkit.generate`)."""
         if length < 0:
             raise UsageError(f"length: expected 0 or more, got {length}")
         if beam < 1:
@@ -180,7 +183,7 @@ class LoadedLM:
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
         pieces = generate_pieces(
             self.model, self.vocab, prime, length, sampling, seed=seed, form=form, stop=stop,
-            beam=beam if beam > 1 else 0,
+            beam=beam if beam > 1 else 0, precision=precision,
         )  # fmt: skip
         return "".join(piece.text for piece in pieces)
 
