@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common import PlainLSTM, data_dir, machine
+from common import FLAGS, PlainLSTM, cpu_flags, data_dir, machine
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.generate import SamplingConfig, sample, sampling_precision, step_function
 from rnnkit.nn import Stepper
@@ -112,19 +112,6 @@ def rnnkit(model: CharLM, streams: int, fast: bool | None):
 
 # -------------------------------------------------------------------------------------------------
 # one stream in each precision
-
-#: CPU flags that decide which narrow types are native (AVX512-BF16/AMX: bf16; VNNI/AMX-INT8: int8)
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
-
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    present = set(line.partition(":")[2].split())
-    return [flag for flag in FLAGS if flag in present]
 
 
 class SteppedLM(nn.Module):
