@@ -24,9 +24,10 @@ LAYERS = {
 }  # fmt: skip
 """docs/architecture.md's layers, lowest first (the root package, its public face, on top)."""
 
-TASK_FILES = {"config": 0, "model": 1, "data": 1, "metrics": 2, "pretrain": 2, "ensemble": 3, "task": 4,
-              "__init__": 5}  # fmt: skip
-"""The files of a task package, bottom to top (classify's pretrain and ensemble are its extras)."""
+TASK_FILES = {"config": 0, "model": 1, "data": 1, "metrics": 2, "pretrain": 2, "budget": 2, "ensemble": 3,
+              "task": 4, "__init__": 5}  # fmt: skip
+"""The files of a task package, bottom to top (classify's pretrain and ensemble are its extras; the
+char-RNN's budget rule sits on its config and model)."""
 
 
 def module_name(path: Path) -> str:

@@ -244,8 +244,7 @@ _STEPPERS: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, Stepper]]
 def sampling_precision(precision: str, device: torch.device) -> str:
     """``fp32``, ``bf16`` or ``int8`` for ``precision`` on ``device``: ``auto`` is bf16 where the hardware
     computes it natively (:func:`rnnkit.train.hardware.resolve_precision` decides, and refuses an
-    explicit bf16 where it is not native); int8 runs on the CPU only (rnnkit takes PyTorch's weight-only
-    int8 kernel there only)."""
+    explicit bf16 where it is not native); int8 runs on the CPU only (PyTorch's dynamic int8 kernels)."""
     check_precision(precision)
     if precision == "fp32":
         return precision

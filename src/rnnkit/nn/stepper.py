@@ -29,18 +29,20 @@ matrices; :math:`W_{hh}` and :math:`W_{ih}` apart for the GRU) narrower:
 - ``"bf16"``: bfloat16 (half the bytes). A product is ``mv``/``linear`` in bf16, accumulated in fp32
   by the kernel and added to the fp32 bias, so the gates, the cell state and the logits stay fp32.
   Fast where the hardware computes bf16 natively (AVX512-BF16 or AMX CPUs, GPUs).
-- ``"int8"``: 8-bit integers, one scale per output row (symmetric, :math:`s_j = \max_k |W_{jk}| / 127`,
-  the scale kept in bf16), a quarter of the bytes, through PyTorch's weight-only int8 kernel
-  (``torch._weight_int8pack_mm``): the input is rounded to bf16 as for ``"bf16"``, the int8 weights are
-  widened inside the kernel and the products accumulated in fp32, so only the weights are quantized,
-  not the activations. CPU only (rnnkit's choice: the kernel is private and checked here on CPUs); a
-  torch without it makes ``int8`` a ``RuntimeError`` when the stepper is built.
+- ``"int8"``: 8-bit integers, one scale per output row (symmetric, :math:`s_j = \max_k |W_{jk}| / 127`),
+  a quarter of the bytes, through PyTorch's dynamic quantization
+  (:class:`torch.ao.nn.quantized.dynamic.Linear`: the input is quantized per call, the product is
+  taken in integers and returned as fp32). CPU only. torch 2.13 deprecates creating quantized tensors
+  in favour of the torchao package, which rnnkit does not depend on; that one warning is silenced
+  where the int8 matrices are built, and a torch without them makes ``int8`` a ``RuntimeError``.
 
 The token table and the head stay fp32 in every precision: the table is read one row per token, and
 the head, 1% of a 2x512 model's bytes, sits right before the softmax.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -52,76 +54,77 @@ from rnnkit.nn.recurrent import Recurrent
 #: What ``Stepper(precision=...)`` stores the recurrent matrices in.
 PRECISIONS = ("fp32", "bf16", "int8")
 
+#: torch 2.13 deprecates creating quantized tensors (pytorch/pytorch#184982) in favour of the torchao
+#: package, which rnnkit does not depend on; the int8 path creates them once, when it is built.
+_QUANTIZED_DEPRECATION = r"torch\.quantize_per_tensor, torch\.quantize_per_channel"
 
-def int8_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
-    r"""``W`` ``(out, in)`` as int8 with one symmetric scale per output row: ``(q, s)``, ``q`` ``(out, in)``
-    int8 and ``s`` ``(out,)`` bf16 with :math:`W_{jk} \approx s_j q_{jk}`, :math:`|q_{jk}| \le 127`.
 
-    The scale is :math:`\max_k |W_{jk}| / 127` rounded to bf16 (the type the kernel takes it in), and
-    ``q`` is rounded against that rounded scale, so ``s * q`` is the matrix the kernel multiplies by."""
+def int8_linear(weight: Tensor, bias: Tensor | None = None) -> nn.Module:
+    """``x -> x W^T + b`` with ``W`` ``(out, in)`` stored as int8, one symmetric scale per output row
+    (``b`` stays fp32): a :class:`torch.ao.nn.quantized.dynamic.Linear` (fp32 in, fp32 out).
+    ``RuntimeError`` where this torch build has no int8 kernels."""
+    out_features, in_features = weight.shape
     weight = weight.detach().float().cpu()
-    scale = (weight.abs().amax(dim=1).clamp_min(torch.finfo(torch.bfloat16).tiny) / 127).to(torch.bfloat16)
-    quantized = (weight / scale.float()[:, None]).round_().clamp_(-127, 127).to(torch.int8)  # (out, in)
-    return quantized.contiguous(), scale
-
-
-def int8_product(x: Tensor, quantized: Tensor, scale: Tensor) -> Tensor:
-    """``x`` ``(N, in)`` bf16 times the int8 matrix of :func:`int8_weight`, transposed: ``(N, out)`` bf16,
-    accumulated in fp32 by the kernel. ``RuntimeError`` where this torch has no such kernel."""
+    scale = weight.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127  # (out,)
+    zero = torch.zeros(out_features, dtype=torch.long)
     try:
-        kernel = torch._weight_int8pack_mm
-    except AttributeError as exc:  # a torch without it (it is private, and may move)
-        raise RuntimeError(f"no weight-only int8 kernel in torch {torch.__version__}") from exc
-    return kernel(x, quantized, scale)
+        from torch.ao.nn.quantized.dynamic import Linear  # imported only by those who ask for int8
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _QUANTIZED_DEPRECATION, UserWarning)
+            module = Linear(in_features, out_features, bias_=bias is not None, dtype=torch.qint8)
+            quantized = torch.quantize_per_channel(weight, scale.double(), zero, 0, torch.qint8)
+            module.set_weight_bias(quantized, None if bias is None else bias.detach().float().cpu())
+    except (ImportError, AttributeError) as exc:  # a torch without them (removed after 2.13?)
+        raise RuntimeError(f"no dynamic int8 quantization in torch {torch.__version__}: {exc}") from exc
+    return module
 
 
 class Projection:
     """``x W^T + b`` with the matrix ``W`` ``(out, in)`` stored in ``precision``; fp32 in and out.
 
     ``fp32`` keeps ``W^T`` and takes one ``addmm`` (the stepper's products as they always were);
-    ``bf16`` and ``int8`` take the product in bf16 (the input rounded to bf16, accumulated in fp32 by the
-    kernel) and add ``b`` in fp32.
+    ``bf16`` takes the product in bf16 and adds ``b`` in fp32; ``int8`` adds ``b`` inside its kernel.
 
     Attributes:
-        weight: what one call reads: ``W^T`` ``(in, out)`` fp32, ``W`` ``(out, in)`` bf16, or ``W``'s
-            int8 ``q`` ``(out, in)`` of :func:`int8_weight`.
-        scale: int8 only: the rows' scales ``(out,)`` bf16; else ``None``.
+        weight: what one call reads: ``W^T`` ``(in, out)`` fp32, ``W`` ``(out, in)`` bf16, or the int8
+            module of :func:`int8_linear`.
     """
 
     def __init__(self, weight: Tensor, precision: str, bias: Tensor | None = None) -> None:
         self.precision = precision
         self.shape = tuple(weight.shape)  # (out, in)
         self.bias = None if bias is None else bias.clone()
-        self.scale: Tensor | None = None
+        self.weight: Tensor | nn.Module
         if precision == "fp32":
             self.weight = weight.t().contiguous()
         elif precision == "bf16":
             self.weight = weight.to(torch.bfloat16).contiguous()
         else:
-            self.weight, self.scale = int8_weight(weight)
-            # once here, so that a torch without the kernel fails when the stepper is built
-            probe = self.weight.new_zeros(1, self.shape[1], dtype=torch.bfloat16)
-            int8_product(probe, self.weight, self.scale)
+            self.weight = int8_linear(weight, self.bias)
 
     def __call__(self, x: Tensor, base: Tensor | None = None) -> Tensor:
         """``x`` ``(N, in)`` -> ``(N, out)`` fp32: ``x W^T`` plus ``base`` ``(N, out)`` when given (the
         token table's rows, for layer 0), else plus the bias."""
         weight, add = self.weight, self.bias if base is None else base
+        if isinstance(weight, nn.Module):  # int8: its bias is inside
+            return weight(x) if base is None else base + weight(x)
         if self.precision == "fp32":
             assert add is not None
             return torch.addmm(add, x, weight)
-        x = x.to(torch.bfloat16)
-        if self.scale is not None:  # int8; (N, out) bf16
-            product = torch._weight_int8pack_mm(x, weight, self.scale)
-        else:  # one stream: the matrix-vector kernel, faster than linear on one row; (N, out) bf16
-            product = torch.mv(weight, x[0])[None] if x.shape[0] == 1 else F.linear(x, weight)
+        x = x.to(weight.dtype)
+        # one stream: the matrix-vector kernel, faster than linear on one row; (N, out) bf16
+        product = torch.mv(weight, x[0])[None] if x.shape[0] == 1 else F.linear(x, weight)
         return product.float() if add is None else add + product  # fp32 + bf16: fp32
 
     @property
     def nbytes(self) -> int:
-        """Bytes of what one call reads: the matrix (and int8's scales)."""
-        found = self.weight.numel() * self.weight.element_size()
-        return found if self.scale is None else found + self.scale.numel() * self.scale.element_size()
+        """Bytes of the matrix one call reads."""
+        weight = self.weight
+        if isinstance(weight, Tensor):
+            return weight.numel() * weight.element_size()
+        out_features, in_features = self.shape  # int8: a byte each, plus a scale per row
+        return out_features * in_features + 4 * out_features
 
 
 class Stepper:
