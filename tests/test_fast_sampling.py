@@ -18,7 +18,7 @@ from rnnkit.config import to_dict
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.errors import CheckpointError, UsageError
 from rnnkit.generate import SamplingConfig, generate_pieces, sample, sampling_precision, step_function
-from rnnkit.nn import Stepper
+from rnnkit.nn import LSTMCell, LSTMState, Stepper
 from rnnkit.tasks.lm import CharLM, ModelConfig, get_preset
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import hardware
@@ -171,6 +171,74 @@ def test_narrow_next_token_distributions_stay_close_to_fp32(cell, precision):
 
 
 # -------------------------------------------------------------------------------------------------
+# the narrow LSTM in place (Stream, LSTMCell.update_doubled_)
+
+
+def test_the_in_place_update_from_doubled_g_is_the_lstm_update():
+    """tanh(g) = 2 sigmoid(2g) - 1: the update from doubled-g pre-activations is update()'s to float
+    rounding, writes h where it is told (a strided view of a wider buffer here) and c in place."""
+    torch.manual_seed(0)
+    n, size = 3, 16
+    gates, c = torch.randn(n, 4 * size) * 3, torch.randn(n, size)
+    expected = LSTMCell.update(gates, c)
+    buffer = torch.zeros(n, 3 * size)
+    c_in_place = c.clone()
+    doubled = LSTMCell.double_g(gates.t()).t().contiguous()  # double_g doubles rows: (4H, N) here
+    LSTMCell.update_doubled_(doubled, c_in_place, buffer[:, size : 2 * size])
+    torch.testing.assert_close(buffer[:, size : 2 * size], expected.h, atol=2e-6, rtol=0)
+    torch.testing.assert_close(c_in_place, expected.c, atol=2e-6, rtol=0)
+    assert not buffer[:, :size].any() and not buffer[:, 2 * size :].any()  # only its slice written
+
+
+@pytest.mark.parametrize("precision", NARROW)
+@pytest.mark.parametrize(("layers", "streams"), [(1, 1), (2, 1), (3, 1), (2, 3)])
+def test_a_stream_advancing_in_place_computes_what_step_computes(precision, layers, streams):
+    """Each token through one Stream (its state in place) gives exactly the logits and state of
+    Stepper.step carrying the state from call to call, from a given state, for any depth and number of
+    streams; both stay close to the fp32 stepper (whose update is the plain one); and step leaves the
+    state it was given untouched."""
+    model, vocab = char_model(layers=layers, hidden=32)
+    stepper = Stepper(model.embedding, model.rnn, model.head, precision=precision)
+    exact = Stepper(model.embedding, model.rnn, model.head)
+    torch.manual_seed(1)
+    start = LSTMState(torch.randn(layers, streams, 32) * 0.5, torch.randn(layers, streams, 32))
+    stream, state, exact_state = stepper.stream(start, streams), start, start
+    kept = LSTMState(start.h.clone(), start.c.clone())
+    tokens = torch.as_tensor(vocab.encode(TEXT[: 40 * streams]), dtype=torch.long).view(streams, 40)
+    for t in range(40):
+        ids = tokens[:, t]
+        logits, state = stepper.step(ids, state)
+        assert torch.equal(stream.advance(ids), logits)
+        now = stream.state
+        assert torch.equal(now.h, state.h) and torch.equal(now.c, state.c)
+        p, exact_state = exact.step(ids, exact_state)
+        log_p, log_q = p.log_softmax(-1), logits.log_softmax(-1)
+        assert (log_p.exp() * (log_p - log_q)).sum(-1).max() < 0.05  # the KL bound of the test above
+    assert torch.equal(start.h, kept.h) and torch.equal(start.c, kept.c)
+
+
+@pytest.mark.parametrize("precision", NARROW)
+def test_sampling_on_a_narrow_path_is_its_stepper_read_token_by_token(precision):
+    """sample() advances the narrow paths through a Stream: the tokens are those of its stepper's
+    step() drawn with the same block noise, from the prime's state."""
+    model, vocab = char_model()
+    config = SamplingConfig(temperature=0.9)
+    prime = vocab.encode("the ").tolist()
+    drawn = [int(t) for t in sample(model, prime, 150, config, seed=5, precision=precision)]
+    step = step_function(model, precision)
+    generator = torch.Generator().manual_seed(5)
+    draws = generate.NoiseDraws(generator, 0.9)
+    with torch.no_grad():
+        logits, state = model(torch.tensor([prime]))
+        logits, expected = logits[:, -1], []
+        for _ in range(150):
+            token = draws(logits)
+            expected.append(int(token))
+            logits, state = step(token, state)
+    assert drawn == expected and len(set(drawn)) > 10
+
+
+# -------------------------------------------------------------------------------------------------
 # the narrow types are really there
 
 
@@ -187,8 +255,14 @@ def test_the_int8_paths_matrices_are_int8(cell, matrices):
         assert weight.dtype == torch.qint8 and weight.int_repr().dtype == torch.int8
         assert weight.qscheme() == torch.per_channel_affine  # one scale per output row
         assert int(weight.int_repr().abs().max()) == 127  # symmetric: each row's largest weight at 127
-    # the dequantized int8 matrices are the fp32 ones to half a step of their row's scale
-    w_hh0 = model.rnn.weight_hh_l0
+    # the dequantized int8 matrices are the fp32 ones to half a step of their row's scale (the narrow
+    # LSTM stores its g block doubled: LSTMCell.update_doubled_ reads tanh(g) as 2 sigmoid(2g) - 1)
+    w_hh0 = model.rnn.weight_hh_l0.detach()
+    if cell == "lstm":
+        stored = LSTMCell.double_g(w_hh0)  # hidden 64: g is rows 128-191
+        assert torch.equal(stored[128:192], 2 * w_hh0[128:192])
+        assert torch.equal(stored[:128], w_hh0[:128]) and torch.equal(stored[192:], w_hh0[192:])
+        w_hh0 = stored
     step = w_hh0.abs().amax(1, keepdim=True) / 127
     dequantized = stepper.projections[0].weight.weight().dequantize()
     assert ((dequantized - w_hh0).abs() <= step / 2 + 1e-7).all()

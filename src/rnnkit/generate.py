@@ -346,6 +346,17 @@ def sample(
     if banned:
         ban = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
         ban[list(banned)] = True
+    advance: Callable[[Tensor], Tensor]
+    stepper = getattr(step, "__self__", None)
+    if isinstance(stepper, Stepper):  # a narrow path: streams that advance in place
+        advance = stepper.stream(state, num_samples).advance
+    else:
+
+        def advance(token: Tensor) -> Tensor:
+            nonlocal state
+            logits, state = step(token, state)
+            return logits
+
     for _ in range(length):
         if form is not None:
             logits = apply_mask(logits, form.mask(), ())
@@ -359,7 +370,7 @@ def sample(
             form.advance(token)
             if form.finished():
                 return
-        logits, state = step(token, state)
+        logits = advance(token)
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@
 from rnnkit.nn.cells import CELLS, CellBase, GRUCell, LSTMCell, LSTMState, RNNCell, cell_class
 from rnnkit.nn.pyramid import Pyramid
 from rnnkit.nn.recurrent import Recurrent, Unrolled
-from rnnkit.nn.stepper import Stepper
+from rnnkit.nn.stepper import Stepper, Stream
 
 __all__ = [
     "CELLS",
@@ -15,6 +15,7 @@ __all__ = [
     "RNNCell",
     "Recurrent",
     "Stepper",
+    "Stream",
     "Unrolled",
     "cell_class",
 ]

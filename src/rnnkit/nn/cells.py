@@ -241,6 +241,30 @@ class LSTMCell(CellBase):
         return LSTMState(o * torch.tanh(c), c)
 
     @staticmethod
+    def double_g(weight: Tensor) -> Tensor:
+        """A copy of ``weight`` ``(4H, ...)`` (a matrix, a bias or a table of pre-activations, blocks
+        i, f, g, o) with the g block doubled: what :meth:`update_doubled_` takes its products from.
+        Exact in every floating-point type (a power of two)."""
+        size = weight.shape[0] // 4
+        doubled = weight.clone()
+        doubled[2 * size : 3 * size] *= 2
+        return doubled
+
+    @staticmethod
+    def update_doubled_(gates: Tensor, c: Tensor, h_out: Tensor) -> None:
+        r""":meth:`update` in place, for inference loops that own their state, from pre-activations
+        whose g block is doubled (weights and biases made by :meth:`double_g`): then
+        :math:`\tanh(g) = 2\sigma(2g) - 1`, so one sigmoid covers all four blocks, and
+        :math:`c_t = f c_{t-1} + i (2\sigma(2g) - 1)`. The memory cell ``c`` ``(N, H)`` becomes
+        :math:`c_t`, :math:`h_t` is written into ``h_out`` ``(N, H)`` (a view into a larger buffer is
+        fine) and ``gates`` ``(N, 4H)`` is used up. Eight calls a layer where :meth:`update` makes a
+        dozen; the same function to float rounding. Not for autograd (it writes what a backward reads)."""
+        size = c.shape[-1]
+        i, f, g2, o = gates.sigmoid_().view(-1, 4, size).unbind(1)  # g2 = sigmoid(2g)
+        c.mul_(f).addcmul_(i, g2, value=2).sub_(i)  # f c + i (2 sigmoid(2g) - 1) = f c + i tanh(g)
+        torch.mul(o, torch.tanh(c), out=h_out)
+
+    @staticmethod
     def step(gi: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None) -> LSTMState:
         h, c = state
         return LSTMCell.update(gi + F.linear(h, weight_hh, bias_hh), c)  # gates (N, 4H)

@@ -38,11 +38,23 @@ matrices; :math:`W_{hh}` and :math:`W_{ih}` apart for the GRU) narrower:
 
 The token table and the head stay fp32 in every precision: the table is read one row per token, and
 the head, 1% of a 2x512 model's bytes, sits right before the softmax.
+
+In place (:class:`Stream`)
+--------------------------
+Once the matrices are a quarter of the bytes, the small operations around them (a dozen for each
+layer's gates, the state stacked and split, the layer inputs concatenated) cost more than the products.
+The narrow LSTM therefore stores its g blocks doubled (exact: a power of two), so that one sigmoid
+covers all four gates (:math:`\tanh(g) = 2\sigma(2g) - 1`,
+:meth:`rnnkit.nn.cells.LSTMCell.update_doubled_`), and writing advances a :class:`Stream` that keeps
+every layer's state in one buffer, updated in place. :meth:`Stepper.step` computes the same numbers on
+a copy of the state it is given. fp32 keeps the plain update: its tokens are the plain path's, exactly.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -87,8 +99,9 @@ class Projection:
     ``bf16`` takes the product in bf16 and adds ``b`` in fp32; ``int8`` adds ``b`` inside its kernel.
 
     Attributes:
-        weight: what one call reads: ``W^T`` ``(in, out)`` fp32, ``W`` ``(out, in)`` bf16, or the int8
-            module of :func:`int8_linear`.
+        weight: ``W^T`` ``(in, out)`` fp32 or ``W`` ``(out, in)`` bf16, what one call reads; for int8 the
+            module of :func:`int8_linear` (the int8 matrix and its scales as torch holds them).
+        packed: int8 only: the same matrix packed for PyTorch's int8 kernel, what one call reads.
     """
 
     def __init__(self, weight: Tensor, precision: str, bias: Tensor | None = None) -> None:
@@ -96,19 +109,47 @@ class Projection:
         self.shape = tuple(weight.shape)  # (out, in)
         self.bias = None if bias is None else bias.clone()
         self.weight: Tensor | nn.Module
+        self.packed = None  # int8: the matrix packed for PyTorch's int8 kernel, what a call reads
         if precision == "fp32":
             self.weight = weight.t().contiguous()
         elif precision == "bf16":
             self.weight = weight.to(torch.bfloat16).contiguous()
         else:
             self.weight = int8_linear(weight, self.bias)
+            # the module's own call adds ~5 µs of Python to each product: pack once more, publicly
+            module: Any = self.weight  # a dynamic quantized Linear: weight() and bias() are methods
+            self.packed = torch.ops.quantized.linear_prepack(module.weight(), module.bias())
+        self.product = self._product_function()
+
+    def _product_function(self) -> Callable[[Tensor], Tensor]:
+        """``x -> x W^T + b`` (``+ b`` where there is a bias), a new fp32 tensor: one closure with what
+        it reads bound in, for :class:`Stream`'s per-token loop (no attribute look-ups or branches)."""
+        weight, bias, packed = self.weight, self.bias, self.packed
+        if packed is not None:
+            linear_dynamic = torch.ops.quantized.linear_dynamic
+            return lambda x: linear_dynamic(x, packed, True)  # True: reduce_range, as the module calls it
+        assert isinstance(weight, Tensor)
+        if self.precision == "fp32":
+            if bias is None:
+                return lambda x: torch.mm(x, weight)
+            return lambda x: torch.addmm(bias, x, weight)
+
+        def bf16(x: Tensor) -> Tensor:
+            x = x.to(torch.bfloat16)
+            product = torch.mv(weight, x[0])[None] if x.shape[0] == 1 else F.linear(x, weight)
+            return product.float() if bias is None else bias + product
+
+        return bf16
 
     def __call__(self, x: Tensor, base: Tensor | None = None) -> Tensor:
         """``x`` ``(N, in)`` -> ``(N, out)`` fp32: ``x W^T`` plus ``base`` ``(N, out)`` when given (the
-        token table's rows, for layer 0), else plus the bias."""
+        token table's rows, for layer 0), else plus the bias. A new tensor, which the caller may
+        overwrite."""
         weight, add = self.weight, self.bias if base is None else base
-        if isinstance(weight, nn.Module):  # int8: its bias is inside
-            return weight(x) if base is None else base + weight(x)
+        if self.packed is not None:  # int8: its bias is inside; the op itself, not the module's call
+            product = torch.ops.quantized.linear_dynamic(x, self.packed, reduce_range=True)
+            return product if base is None else product.add_(base)
+        assert isinstance(weight, Tensor)
         if self.precision == "fp32":
             assert add is not None
             return torch.addmm(add, x, weight)
@@ -161,19 +202,27 @@ class Stepper:
         # gate scales; the other cells' is in the table)
         self.upper: list[Projection] = []  # LSTM, RNN: [W_ih W_hh] with b_ih + b_hh
         self.upper_gru: list[tuple[Projection, Projection]] = []  # GRU: W_ih with b_ih, W_hh with b_hh
+        # the narrow LSTM runs in place (see Stream): its g blocks are stored doubled
+        self.doubled_g = self.cell == "lstm" and precision != "fp32"
+        double = LSTMCell.double_g if self.doubled_g else (lambda weight: weight)
         for layer in range(rnn.num_layers):
             w_ih, w_hh, b_ih, b_hh = rnn._layer_weights(layer, 0)
             zeros = w_ih.new_zeros(w_ih.shape[0])
             b_ih = zeros if b_ih is None else b_ih
             b_hh = zeros if b_hh is None else b_hh
             if layer == 0:
-                self.table = torch.addmm(b_ih if self.gru else b_ih + b_hh, embedding.weight, w_ih.t())
-                self.hh0 = Projection(w_hh, precision, b_hh if self.gru else None)
+                bias = b_ih if self.gru else double(b_ih + b_hh)
+                self.table = torch.addmm(bias, embedding.weight, double(w_ih).t())
+                self.hh0 = Projection(double(w_hh), precision, b_hh if self.gru else None)
             elif self.gru:
                 self.upper_gru.append((Projection(w_ih, precision, b_ih), Projection(w_hh, precision, b_hh)))
             else:
-                self.upper.append(Projection(torch.cat([w_ih, w_hh], 1), precision, b_ih + b_hh))
-        self.head_w = head.weight.t().contiguous()
+                self.upper.append(
+                    Projection(double(torch.cat([w_ih, w_hh], 1)), precision, double(b_ih + b_hh))
+                )
+        # (H, V) for addmm; the narrow paths keep it as a view of the (V, H) rows, which the one-stream
+        # matrix-vector product reads in order
+        self.head_w = head.weight.contiguous().t() if precision != "fp32" else head.weight.t().contiguous()
         self.head_b = head.bias.clone() if head.bias is not None else None
 
     @property
@@ -197,6 +246,10 @@ class Stepper:
         ``state`` is what :class:`Recurrent` takes and returns: ``(L, N, H)``, or an :class:`LSTMState`
         of two such tensors for the LSTM; ``None`` starts from zeros.
         """
+        if self.doubled_g:  # the narrow LSTM: in place, on a copy of the state (see Stream)
+            stream = Stream(self, state, ids.shape[0])
+            logits = stream.advance(ids)
+            return logits, stream.state_views()
         n, h_size = ids.shape[0], self.hidden
         if state is None:
             zeros = self.table.new_zeros(self.layers, n, h_size)
@@ -221,6 +274,11 @@ class Stepper:
         h_out = torch.stack(new_h)
         return logits, (LSTMState(h_out, torch.stack(new_c)) if self.cell == "lstm" else h_out)
 
+    def stream(self, state: State | None = None, batch: int = 1) -> Stream:
+        """``batch`` streams from ``state`` (``None``: zeros), advanced in place one token at a time: see
+        :class:`Stream`."""
+        return Stream(self, state, batch)
+
     def _joint_gates(self, layer: int, ids: Tensor, x: Tensor | None, h: Tensor) -> Tensor:
         """The LSTM's or vanilla RNN's pre-activations, both projections and biases in one product."""
         if layer == 0:
@@ -235,3 +293,87 @@ class Stepper:
         assert x is not None
         w_ih, w_hh = self.upper_gru[layer - 1]
         return w_ih(x), w_hh(h)
+
+
+class Stream:
+    """Streams of a :class:`Stepper` that own their state and advance it in place: ``advance(ids)``
+    returns the logits and keeps the new state, where :meth:`Stepper.step` takes a state and returns a
+    new one. Made for a writing loop, which only ever hands the last state back.
+
+    The narrow LSTM (``bf16``, ``int8``: whose g blocks the stepper stores doubled) runs in place:
+    the hidden states of all layers sit side by side in one buffer, ``[h_0 ... h_{L-1}]`` ``(N, L*H)``,
+    so the input of layer ``l > 0``, :math:`[x; h] = [h_{l-1}^{(t)}; h_l^{(t-1)}]`, is one slice of it
+    (layer ``l - 1`` has just written its new state there), each layer writes its new state where the
+    next layer and the next token read it, and the memory cells are updated where they lie
+    (:meth:`rnnkit.nn.cells.LSTMCell.update_doubled_`). No state is stacked or split and no input
+    concatenated around a token: a third of a one-stream token's time. Every other stepper (fp32, the
+    GRU, the vanilla RNN) advances through :meth:`Stepper.step`.
+
+    Attributes:
+        state: the streams' state now, in :meth:`Stepper.step`'s format (a copy).
+    """
+
+    def __init__(self, stepper: Stepper, state: State | None, batch: int) -> None:
+        self.stepper = stepper
+        self.in_place = stepper.doubled_g
+        self._state = state  # the functional path's
+        if not self.in_place:
+            return
+        layers, size, table = stepper.layers, stepper.hidden, stepper.table
+        self.hs = table.new_zeros(batch, layers * size)  # [h_0 ... h_{L-1}] of each stream
+        self.cs = table.new_zeros(layers, batch, size)
+        if state is not None:
+            assert isinstance(state, LSTMState)
+            self.hs.view(batch, layers, size).copy_(state.h.transpose(0, 1))
+            self.cs.copy_(state.c)
+        # what each token does, bound once: layer 0's product, then the upper layers' (product, the
+        # [x; h] it reads, its memory cell, where its h goes)
+        outputs = [self.hs[:, layer * size : (layer + 1) * size] for layer in range(layers)]
+        cells = self.cs.unbind(0)
+        self.first = (stepper.hh0.product, cells[0], outputs[0])
+        inputs = [self.hs[:, (layer - 1) * size : (layer + 1) * size] for layer in range(1, layers)]
+        self.upper = [
+            (projection.product, x_h, cells[layer], outputs[layer])
+            for layer, (projection, x_h) in enumerate(zip(stepper.upper, inputs, strict=True), start=1)
+        ]
+        self.last = outputs[-1]
+        self.one_cpu_stream = batch == 1 and table.device.type == "cpu"
+        self.head_rows = stepper.head_w.t()  # (V, H): the narrow paths' head is stored so, contiguous
+
+    def advance(self, ids: Tensor) -> Tensor:
+        """One token per stream, ``ids`` ``(N,)`` -> logits ``(N, V)``; the state moves on. Nothing it
+        reads or writes requires a gradient (the stepper is built under ``no_grad``), so it records no
+        graph without a ``no_grad`` of its own (whose entry and exit would cost a few µs a token)."""
+        stepper = self.stepper
+        if not self.in_place:
+            logits, self._state = stepper.step(ids, self._state)
+            return logits
+        table, update = stepper.table, LSTMCell.update_doubled_
+        # one stream on the CPU: the token's row as a view (no host sync to speak of on the CPU),
+        # cheaper than index_select
+        rows = table[int(ids)] if self.one_cpu_stream else table.index_select(0, ids)
+        product, c, h = self.first
+        update(product(h).add_(rows), c, h)
+        for product, x_h, c, h in self.upper:
+            update(product(x_h), c, h)
+        last, head_w, head_b = self.last, stepper.head_w, stepper.head_b
+        if head_b is None:
+            return last @ head_w
+        if self.one_cpu_stream:  # the matrix-vector kernel: ~4 µs less than addmm on one row
+            return torch.mv(self.head_rows, last[0]).add_(head_b)[None]
+        return torch.addmm(head_b, last, head_w)
+
+    def state_views(self) -> State:
+        """:attr:`state` without the copy: views of the buffers, valid until the next :meth:`advance`."""
+        if not self.in_place:
+            assert self._state is not None
+            return self._state
+        layers, size = self.stepper.layers, self.stepper.hidden
+        return LSTMState(self.hs.view(-1, layers, size).transpose(0, 1), self.cs)
+
+    @property
+    def state(self) -> State:
+        found = self.state_views()
+        if isinstance(found, LSTMState):
+            return LSTMState(found.h.contiguous().clone(), found.c.clone())
+        return found
