@@ -31,6 +31,7 @@ NN = [
     "RNNCell",
     "Recurrent",
     "Stepper",
+    "Stream",
     "Unrolled",
     "cell_class",
 ]
