@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 import torch
 from tests.helpers import run_cli
-from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 from rnnkit import generate
 from rnnkit.config import to_dict
@@ -217,6 +216,43 @@ def test_a_stream_advancing_in_place_computes_what_step_computes(precision, laye
     assert torch.equal(start.h, kept.h) and torch.equal(start.c, kept.c)
 
 
+@pytest.mark.parametrize(("layers", "streams"), [(1, 1), (2, 1), (3, 1), (2, 3), (3, 3)])
+def test_the_in_place_form_in_fp32_is_the_plain_stepper_to_float_rounding(layers, streams):
+    """The in-place form's arithmetic on its own, without the narrow weights' rounding: an fp32 stepper
+    with ``in_place=True`` (g blocks doubled in the table, the biases and every matrix; the layer
+    inputs as slices of one buffer) gives the plain fp32 stepper's logits and states to float rounding,
+    token after token, from a given state, for any depth and number of streams."""
+    model, vocab = char_model(layers=layers, hidden=32)
+    assert all(bias.abs().max() > 0 for name, bias in model.rnn.named_parameters() if "bias" in name)
+    plain = Stepper(model.embedding, model.rnn, model.head)
+    in_place = Stepper(model.embedding, model.rnn, model.head, in_place=True)
+    assert in_place.doubled_g and not plain.doubled_g
+    torch.manual_seed(2)
+    state = LSTMState(torch.randn(layers, streams, 32) * 0.5, torch.randn(layers, streams, 32))
+    stream = in_place.stream(state, streams)
+    tokens = torch.as_tensor(vocab.encode(TEXT[: 60 * streams]), dtype=torch.long).view(streams, 60)
+    for t in range(60):
+        logits, state = plain.step(tokens[:, t], state)
+        torch.testing.assert_close(stream.advance(tokens[:, t]), logits, atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(stream.state.h, state.h, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(stream.state.c, state.c, atol=1e-5, rtol=1e-5)
+    gru = char_model("gru")[0]
+    with pytest.raises(ValueError, match="in_place: for the LSTM only"):
+        Stepper(gru.embedding, gru.rnn, gru.head, in_place=True)
+
+
+def test_a_stream_of_a_functional_stepper_starts_from_zeros_and_hands_out_copies():
+    model, _ = char_model("gru", hidden=32)
+    stepper = Stepper(model.embedding, model.rnn, model.head, precision="int8")
+    stream = stepper.stream(None, 2)
+    assert torch.equal(stream.state, torch.zeros(2, 2, 32))  # not advanced yet
+    logits = stream.advance(torch.tensor([1, 2]))
+    expected, state = stepper.step(torch.tensor([1, 2]))
+    assert torch.equal(logits, expected) and torch.equal(stream.state, state)
+    stream.state.add_(1.0)  # a copy: the stream's own state is untouched
+    assert torch.equal(stream.state, state)
+
+
 @pytest.mark.parametrize("precision", NARROW)
 def test_sampling_on_a_narrow_path_is_its_stepper_read_token_by_token(precision):
     """sample() advances the narrow paths through a Stream: the tokens are those of its stepper's
@@ -249,9 +285,8 @@ def test_the_int8_paths_matrices_are_int8(cell, matrices):
     fp32 = Stepper(model.embedding, model.rnn, model.head)
     assert len(stepper.projections) == matrices  # layer 0's W_hh; layer 1's [W_ih W_hh] (GRU: apart)
     for projection in stepper.projections:
-        module = projection.weight
-        assert isinstance(module, DynamicInt8Linear)
-        weight = module.weight()
+        assert projection.weight is projection.packed  # what each call reads, held once
+        weight, _ = torch.ops.quantized.linear_unpack(projection.packed)
         assert weight.dtype == torch.qint8 and weight.int_repr().dtype == torch.int8
         assert weight.qscheme() == torch.per_channel_affine  # one scale per output row
         assert int(weight.int_repr().abs().max()) == 127  # symmetric: each row's largest weight at 127
@@ -264,7 +299,7 @@ def test_the_int8_paths_matrices_are_int8(cell, matrices):
         assert torch.equal(stored[:128], w_hh0[:128]) and torch.equal(stored[192:], w_hh0[192:])
         w_hh0 = stored
     step = w_hh0.abs().amax(1, keepdim=True) / 127
-    dequantized = stepper.projections[0].weight.weight().dequantize()
+    dequantized = torch.ops.quantized.linear_unpack(stepper.projections[0].packed)[0].dequantize()
     assert ((dequantized - w_hh0).abs() <= step / 2 + 1e-7).all()
     assert stepper.weight_bytes < fp32.weight_bytes / 3.5  # a quarter, plus the scales
 

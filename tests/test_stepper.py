@@ -105,3 +105,29 @@ def test_stepper_takes_its_gate_equations_from_the_cell(cell, monkeypatch):
     with torch.no_grad():
         expected, _ = m(ids[:, None])
     torch.testing.assert_close(logits, expected[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_the_in_place_lstm_takes_its_gate_equations_from_the_cell(monkeypatch):
+    """The in-place form (the narrow LSTM's) hands its pre-activations to the cell's ``update_doubled_``,
+    one call per layer, both from ``step`` and from a :class:`rnnkit.nn.Stream`; and it computes the
+    model's function."""
+    from rnnkit.nn import LSTMCell
+
+    m = model("lstm", 3)
+    stepper = Stepper(m.embedding, m.rnn, m.head, in_place=True)
+    update, calls = LSTMCell.update_doubled_, []
+
+    def spy(*args):
+        calls.append(args)
+        return update(*args)
+
+    monkeypatch.setattr(LSTMCell, "update_doubled_", staticmethod(spy))
+    ids = torch.tensor([1, 2, 3])
+    logits, _ = stepper.step(ids)
+    assert len(calls) == 3
+    with torch.no_grad():
+        expected, _ = m(ids[:, None])
+    torch.testing.assert_close(logits, expected[:, 0], rtol=1e-5, atol=1e-5)
+    calls.clear()
+    torch.testing.assert_close(stepper.stream(None, 3).advance(ids), expected[:, 0], rtol=1e-5, atol=1e-5)
+    assert len(calls) == 3

@@ -5,7 +5,9 @@ and the old state to the new state: the gate equations and the gate order (PyTor
 for the LSTM and ``r, z, n`` for the GRU) live there and nowhere else. Its ``step`` adds the hidden
 projection to a precomputed input projection and calls ``update``. The user-facing ``nn.Module`` cells
 below, the unrolled backend of :class:`rnnkit.nn.Recurrent` and :class:`rnnkit.nn.Stepper` (which
-computes the projections its own faster way) all end in the same ``update``.
+computes the projections its own faster way) all end in the same ``update``. One variant sits beside
+it, in the same class: the LSTM's ``update_doubled_``, the same equations in place for inference loops
+that own their state (the stepper's in-place form, :class:`rnnkit.nn.Stream`).
 
 References:
     - J. Elman, "Finding structure in time", Cognitive Science 14, 1990 (the vanilla RNN).

@@ -10,8 +10,8 @@ The stepper folds what can be folded once, when it is built:
 - for the LSTM and the vanilla RNN, the upper layers' two matrices are joined,
   :math:`[W_{ih}\; W_{hh}]`, so each layer is one ``addmm`` on ``[x; h]``.
 
-From the pre-activations on, each layer is the cell's own ``update`` (:mod:`rnnkit.nn.cells`): the gate
-equations are not written again here.
+From the pre-activations on, each layer is the cell's own ``update`` (:mod:`rnnkit.nn.cells`), or
+for the in-place LSTM (below) its ``update_doubled_``: the gate equations are not written again here.
 
 It computes the same function as the model, to float rounding, and the tests check that sampling
 through it yields exactly the tokens of the plain path for a fixed seed. Unidirectional models only
@@ -71,25 +71,25 @@ PRECISIONS = ("fp32", "bf16", "int8")
 _QUANTIZED_DEPRECATION = r"torch\.quantize_per_tensor, torch\.quantize_per_channel"
 
 
-def int8_linear(weight: Tensor, bias: Tensor | None = None) -> nn.Module:
-    """``x -> x W^T + b`` with ``W`` ``(out, in)`` stored as int8, one symmetric scale per output row
-    (``b`` stays fp32): a :class:`torch.ao.nn.quantized.dynamic.Linear` (fp32 in, fp32 out).
-    ``RuntimeError`` where this torch build has no int8 kernels."""
-    out_features, in_features = weight.shape
+def int8_linear(weight: Tensor, bias: Tensor | None = None) -> Any:
+    """``W`` ``(out, in)`` as int8, one symmetric scale per output row, with ``b`` (fp32), packed for
+    PyTorch's dynamic int8 linear (``torch.ops.quantized.linear_dynamic(x, packed, True)``: the input is
+    quantized per call, the product taken in integers and returned as fp32, plus ``b``); what
+    :class:`torch.ao.nn.quantized.dynamic.Linear` holds. ``torch.ops.quantized.linear_unpack`` gives
+    the int8 matrix and the bias back. ``RuntimeError`` where this torch build has no int8 kernels."""
+    out_features, _ = weight.shape
     weight = weight.detach().float().cpu()
     scale = weight.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127  # (out,)
     zero = torch.zeros(out_features, dtype=torch.long)
     try:
-        from torch.ao.nn.quantized.dynamic import Linear  # imported only by those who ask for int8
-
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", _QUANTIZED_DEPRECATION, UserWarning)
-            module = Linear(in_features, out_features, bias_=bias is not None, dtype=torch.qint8)
             quantized = torch.quantize_per_channel(weight, scale.double(), zero, 0, torch.qint8)
-            module.set_weight_bias(quantized, None if bias is None else bias.detach().float().cpu())
-    except (ImportError, AttributeError) as exc:  # a torch without them (removed after 2.13?)
+            return torch.ops.quantized.linear_prepack(
+                quantized, None if bias is None else bias.detach().float().cpu()
+            )
+    except (AttributeError, RuntimeError) as exc:  # a torch without them (removed after 2.13?)
         raise RuntimeError(f"no dynamic int8 quantization in torch {torch.__version__}: {exc}") from exc
-    return module
 
 
 class Projection:
@@ -99,26 +99,23 @@ class Projection:
     ``bf16`` takes the product in bf16 and adds ``b`` in fp32; ``int8`` adds ``b`` inside its kernel.
 
     Attributes:
-        weight: ``W^T`` ``(in, out)`` fp32 or ``W`` ``(out, in)`` bf16, what one call reads; for int8 the
-            module of :func:`int8_linear` (the int8 matrix and its scales as torch holds them).
-        packed: int8 only: the same matrix packed for PyTorch's int8 kernel, what one call reads.
+        weight: what one call reads: ``W^T`` ``(in, out)`` fp32, ``W`` ``(out, in)`` bf16, or for int8
+            the packed matrix of :func:`int8_linear` (also ``packed``; ``None`` in the other precisions).
     """
 
     def __init__(self, weight: Tensor, precision: str, bias: Tensor | None = None) -> None:
         self.precision = precision
         self.shape = tuple(weight.shape)  # (out, in)
         self.bias = None if bias is None else bias.clone()
-        self.weight: Tensor | nn.Module
-        self.packed = None  # int8: the matrix packed for PyTorch's int8 kernel, what a call reads
+        self.weight: Any
+        self.packed = None  # int8: the matrix packed for PyTorch's int8 kernel
         if precision == "fp32":
             self.weight = weight.t().contiguous()
         elif precision == "bf16":
             self.weight = weight.to(torch.bfloat16).contiguous()
         else:
-            self.weight = int8_linear(weight, self.bias)
-            # the module's own call adds ~5 µs of Python to each product: pack once more, publicly
-            module: Any = self.weight  # a dynamic quantized Linear: weight() and bias() are methods
-            self.packed = torch.ops.quantized.linear_prepack(module.weight(), module.bias())
+            # called through the op itself: a dynamic int8 Linear module's call adds ~5 µs of Python
+            self.weight = self.packed = int8_linear(weight, self.bias)
         self.product = self._product_function()
 
     def _product_function(self) -> Callable[[Tensor], Tensor]:
@@ -177,6 +174,9 @@ class Stepper:
         head: linear map from the hidden size to the ``V`` logits.
         precision: ``"fp32"``, ``"bf16"`` or ``"int8"``: what the recurrent matrices are stored in (see
             the module's notes). Computation and state stay fp32.
+        in_place: the LSTM's in-place form (see :class:`Stream`): its g blocks stored doubled, each step
+            through ``LSTMCell.update_doubled_``. ``None`` (default): for bf16 and int8; fp32 keeps the
+            plain update (and so exactly the plain path's tokens) unless asked.
 
     Attributes:
         projections: every recurrent matrix one step reads (each a :class:`Projection`), bottom layer
@@ -185,7 +185,13 @@ class Stepper:
 
     @torch.no_grad()
     def __init__(
-        self, embedding: nn.Embedding, rnn: Recurrent, head: nn.Linear, *, precision: str = "fp32"
+        self,
+        embedding: nn.Embedding,
+        rnn: Recurrent,
+        head: nn.Linear,
+        *,
+        precision: str = "fp32",
+        in_place: bool | None = None,
     ) -> None:
         if rnn.num_directions != 1:
             raise ValueError("rnn: the stepper needs a unidirectional Recurrent")
@@ -203,7 +209,9 @@ class Stepper:
         self.upper: list[Projection] = []  # LSTM, RNN: [W_ih W_hh] with b_ih + b_hh
         self.upper_gru: list[tuple[Projection, Projection]] = []  # GRU: W_ih with b_ih, W_hh with b_hh
         # the narrow LSTM runs in place (see Stream): its g blocks are stored doubled
-        self.doubled_g = self.cell == "lstm" and precision != "fp32"
+        if in_place and rnn.cell != "lstm":
+            raise ValueError(f"in_place: for the LSTM only, not the {rnn.cell}")
+        self.doubled_g = rnn.cell == "lstm" and (precision != "fp32" if in_place is None else in_place)
         double = LSTMCell.double_g if self.doubled_g else (lambda weight: weight)
         for layer in range(rnn.num_layers):
             w_ih, w_hh, b_ih, b_hh = rnn._layer_weights(layer, 0)
@@ -220,9 +228,10 @@ class Stepper:
                 self.upper.append(
                     Projection(double(torch.cat([w_ih, w_hh], 1)), precision, double(b_ih + b_hh))
                 )
-        # (H, V) for addmm; the narrow paths keep it as a view of the (V, H) rows, which the one-stream
+        # (H, V) for addmm; in place, a transposed view of the (V, H) copy, which the one-stream
         # matrix-vector product reads in order
-        self.head_w = head.weight.contiguous().t() if precision != "fp32" else head.weight.t().contiguous()
+        rows = head.weight.detach().clone()  # (V, H): a copy, not a view of the live weight
+        self.head_w = rows.t() if self.doubled_g else rows.t().contiguous()
         self.head_b = head.bias.clone() if head.bias is not None else None
 
     @property
@@ -246,7 +255,7 @@ class Stepper:
         ``state`` is what :class:`Recurrent` takes and returns: ``(L, N, H)``, or an :class:`LSTMState`
         of two such tensors for the LSTM; ``None`` starts from zeros.
         """
-        if self.doubled_g:  # the narrow LSTM: in place, on a copy of the state (see Stream)
+        if self.doubled_g:  # the in-place LSTM, on a copy of the state (see Stream)
             stream = Stream(self, state, ids.shape[0])
             logits = stream.advance(ids)
             return logits, stream.state_views()
@@ -300,23 +309,26 @@ class Stream:
     returns the logits and keeps the new state, where :meth:`Stepper.step` takes a state and returns a
     new one. Made for a writing loop, which only ever hands the last state back.
 
-    The narrow LSTM (``bf16``, ``int8``: whose g blocks the stepper stores doubled) runs in place:
+    The in-place LSTM (by default the ``bf16`` and ``int8`` ones: the stepper stores their g blocks
+    doubled) runs in place:
     the hidden states of all layers sit side by side in one buffer, ``[h_0 ... h_{L-1}]`` ``(N, L*H)``,
     so the input of layer ``l > 0``, :math:`[x; h] = [h_{l-1}^{(t)}; h_l^{(t-1)}]`, is one slice of it
     (layer ``l - 1`` has just written its new state there), each layer writes its new state where the
     next layer and the next token read it, and the memory cells are updated where they lie
     (:meth:`rnnkit.nn.cells.LSTMCell.update_doubled_`). No state is stacked or split and no input
-    concatenated around a token: a third of a one-stream token's time. Every other stepper (fp32, the
-    GRU, the vanilla RNN) advances through :meth:`Stepper.step`.
+    concatenated around a token: a third of a one-stream token's time. Every other stepper (fp32 by
+    default, the GRU, the vanilla RNN) advances through :meth:`Stepper.step`.
 
     Attributes:
         state: the streams' state now, in :meth:`Stepper.step`'s format (a copy).
     """
 
+    @torch.no_grad()
     def __init__(self, stepper: Stepper, state: State | None, batch: int) -> None:
         self.stepper = stepper
         self.in_place = stepper.doubled_g
-        self._state = state  # the functional path's
+        self.batch = batch
+        self._state = state  # the functional path's (None: zeros, made by the first step)
         if not self.in_place:
             return
         layers, size, table = stepper.layers, stepper.hidden, stepper.table
@@ -365,15 +377,17 @@ class Stream:
 
     def state_views(self) -> State:
         """:attr:`state` without the copy: views of the buffers, valid until the next :meth:`advance`."""
+        stepper = self.stepper
         if not self.in_place:
-            assert self._state is not None
+            if self._state is None:  # not advanced yet from zeros: the zeros step() would start from
+                zeros = stepper.table.new_zeros(stepper.layers, self.batch, stepper.hidden)
+                return LSTMState(zeros, zeros.clone()) if stepper.cell == "lstm" else zeros
             return self._state
-        layers, size = self.stepper.layers, self.stepper.hidden
-        return LSTMState(self.hs.view(-1, layers, size).transpose(0, 1), self.cs)
+        return LSTMState(self.hs.view(-1, stepper.layers, stepper.hidden).transpose(0, 1), self.cs)
 
     @property
     def state(self) -> State:
         found = self.state_views()
         if isinstance(found, LSTMState):
             return LSTMState(found.h.contiguous().clone(), found.c.clone())
-        return found
+        return found.clone()
