@@ -84,44 +84,34 @@ def test_training_mode_and_gradients_take_the_plain_path():
         Stepper(m.embedding, Recurrent(16, 8, bidirectional=True), m.head)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_stepper_takes_its_gate_equations_from_the_cell(cell, monkeypatch):
+def spy_on(cell_class, name: str, monkeypatch) -> list[tuple]:
+    """Replace the static method ``name`` of ``cell_class`` by one that records each call's arguments
+    (in the list returned) and then does what it did."""
+    real, calls = getattr(cell_class, name), []
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(cell_class, name, staticmethod(spy))
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("cell", "in_place", "update"),
+    [("lstm", False, "update"), ("gru", False, "update"), ("rnn", False, "update"),
+     ("lstm", True, "update_doubled_")],
+)  # fmt: skip
+def test_stepper_takes_its_gate_equations_from_the_cell(cell, in_place, update, monkeypatch):
     """The gates are written once, in the cells: the stepper computes the pre-activations its own fast way
-    and hands them to the cell's ``update``, one call per layer."""
+    and hands them to the cell's ``update`` (the in-place form, the narrow LSTM's: ``update_doubled_``),
+    one call per layer, from ``step`` and from a :class:`rnnkit.nn.Stream`; and it computes the
+    model's function."""
     from rnnkit.nn import CELLS
 
     m = model(cell, 3)
-    stepper = Stepper(m.embedding, m.rnn, m.head)
-    update, calls = CELLS[cell].update, []
-
-    def spy(*args):
-        calls.append(args)
-        return update(*args)
-
-    monkeypatch.setattr(CELLS[cell], "update", staticmethod(spy))
-    ids = torch.tensor([1, 2, 3])
-    logits, _ = stepper.step(ids)
-    assert len(calls) == 3
-    with torch.no_grad():
-        expected, _ = m(ids[:, None])
-    torch.testing.assert_close(logits, expected[:, 0], rtol=1e-5, atol=1e-5)
-
-
-def test_the_in_place_lstm_takes_its_gate_equations_from_the_cell(monkeypatch):
-    """The in-place form (the narrow LSTM's) hands its pre-activations to the cell's ``update_doubled_``,
-    one call per layer, both from ``step`` and from a :class:`rnnkit.nn.Stream`; and it computes the
-    model's function."""
-    from rnnkit.nn import LSTMCell
-
-    m = model("lstm", 3)
-    stepper = Stepper(m.embedding, m.rnn, m.head, in_place=True)
-    update, calls = LSTMCell.update_doubled_, []
-
-    def spy(*args):
-        calls.append(args)
-        return update(*args)
-
-    monkeypatch.setattr(LSTMCell, "update_doubled_", staticmethod(spy))
+    stepper = Stepper(m.embedding, m.rnn, m.head, in_place=in_place)
+    calls = spy_on(CELLS[cell], update, monkeypatch)
     ids = torch.tensor([1, 2, 3])
     logits, _ = stepper.step(ids)
     assert len(calls) == 3
