@@ -53,6 +53,12 @@ GRID = {
     # the rule's 300 s choice on this machine, without and with a moving average of the weights
     "E0": ("tinyshakespeare/input.txt", 0, 300, 2, 256, 0.00, 0.00),
     "E1": ("tinyshakespeare/input.txt", 0, 300, 2, 256, 0.00, 0.00),
+    # the rule's 900 s choice on this machine (2x512, dropout 0.15 locked), and the same size without
+    "G0": ("tinyshakespeare/input.txt", 0, 900, 2, 512, 0.15, 0.00),
+    "G1": ("tinyshakespeare/input.txt", 0, 900, 2, 512, 0.00, 0.00),
+    # the smaller size at 900 s, with the dropout the rule's line gives it there (log10 rho 1.5)
+    "G2": ("tinyshakespeare/input.txt", 0, 900, 2, 256, 0.10, 0.00),
+    "G3": ("tinyshakespeare/input.txt", 0, 900, 2, 512, 0.25, 0.00),  # the rule's size, more dropout
 }
 
 #: name -> settings on top of the row's (what the row tries besides size and dropout)
