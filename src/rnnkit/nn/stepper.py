@@ -142,18 +142,11 @@ class Projection:
         """``x`` ``(N, in)`` -> ``(N, out)`` fp32: ``x W^T`` plus ``base`` ``(N, out)`` when given (the
         token table's rows, for layer 0), else plus the bias. A new tensor, which the caller may
         overwrite."""
-        weight, add = self.weight, self.bias if base is None else base
-        if self.packed is not None:  # int8: its bias is inside; the op itself, not the module's call
-            product = torch.ops.quantized.linear_dynamic(x, self.packed, reduce_range=True)
-            return product if base is None else product.add_(base)
-        assert isinstance(weight, Tensor)
+        if base is None:
+            return self.product(x)
         if self.precision == "fp32":
-            assert add is not None
-            return torch.addmm(add, x, weight)
-        x = x.to(weight.dtype)
-        # one stream: the matrix-vector kernel, faster than linear on one row; (N, out) bf16
-        product = torch.mv(weight, x[0])[None] if x.shape[0] == 1 else F.linear(x, weight)
-        return product.float() if add is None else add + product  # fp32 + bf16: fp32
+            return torch.addmm(base, x, self.weight)
+        return self.product(x).add_(base)  # bf16, int8: no bias of their own where a base is given
 
     @property
     def nbytes(self) -> int:
