@@ -59,6 +59,10 @@ GRID = {
     # the smaller size at 900 s, with the dropout the rule's line gives it there (log10 rho 1.5)
     "G2": ("tinyshakespeare/input.txt", 0, 900, 2, 256, 0.10, 0.00),
     "G3": ("tinyshakespeare/input.txt", 0, 900, 2, 512, 0.25, 0.00),  # the rule's size, more dropout
+    # log10 rho about 2.25 (where the 2,700 s bench budget lands): the line of slope 0.2 says 0.25 there,
+    # a slope of 0.3 says 0.40
+    "H1": ("tinyshakespeare/input.txt", 180_000, 120, 2, 512, 0.25, 0.25),
+    "H2": ("tinyshakespeare/input.txt", 180_000, 120, 2, 512, 0.40, 0.40),
 }
 
 #: name -> settings on top of the row's (what the row tries besides size and dropout)

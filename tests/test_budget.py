@@ -10,7 +10,7 @@ from tests.helpers import run_cli
 
 from rnnkit.errors import UsageError
 from rnnkit.tasks.lm import budget
-from rnnkit.tasks.lm.budget import RUNGS, choose
+from rnnkit.tasks.lm.budget import DROPOUT_CURVE, MAX_DROPOUT, RUNGS, choose, dropout_for
 from rnnkit.tasks.lm.config import DataConfig, LMConfig, ModelConfig, get_preset
 from rnnkit.tasks.lm.model import CharLM
 
@@ -163,3 +163,12 @@ def test_preset_auto_on_a_200_character_file_fails_with_the_clear_message(tmp_pa
         capsys, "train", source, "--preset", "auto", "--out", tmp_path / "b", "--device", "cpu", "--quiet"
     )
     assert code == 3 and err.startswith("rnnkit: error: the corpus is too small") and err.count("\n") == 1
+
+
+def test_dropout_follows_its_fitted_curve_and_never_falls():
+    for log_rho, p in DROPOUT_CURVE:
+        assert dropout_for(10**log_rho) == pytest.approx(p)
+    assert dropout_for(10**0.5) == 0 and dropout_for(10**6) == MAX_DROPOUT
+    assert dropout_for(10**2.1) == pytest.approx(0.25)  # the flat stretch between 1.8 and 2.4 (rows B, G, H)
+    grid = [dropout_for(10 ** (x / 100)) for x in range(0, 500)]
+    assert all(a <= b for a, b in itertools.pairwise(grid))

@@ -12,9 +12,9 @@ chooses", and ``bench/budget_fit.py`` reruns them):
    parameter, :math:`D_k \\ge \\kappa P_k` (the smallest rung when none can). A larger budget or a
    faster machine raises every :math:`D_k`, so the rung never gets smaller.
 3. **Regularisation.** The pressure to memorise grows with the passes over the corpus and with the
-   parameters per corpus character: :math:`\\rho_k = (D_k / C)(P_k / C)`. Dropout is
-   :math:`p = \\mathrm{clip}(a (\\log_{10} \\rho - b), 0, p_{max})` (:data:`DROPOUT_SLOPE`,
-   :data:`DROPOUT_ONSET`, :data:`MAX_DROPOUT`), with :math:`\\rho` the largest over the chosen rung and
+   parameters per corpus character: :math:`\\rho_k = (D_k / C)(P_k / C)`. Dropout
+   rises with :math:`\\log_{10} \\rho` along the piecewise-linear :data:`DROPOUT_CURVE` (the best dropout the
+   fitting runs found at each pressure), with :math:`\\rho` the largest over the chosen rung and
    the smaller ones (so it too never falls as the budget grows); locked dropout comes with it, weight-dropped
    recurrent matrices (as much as :math:`p`) from :data:`WEIGHT_DROP_ONSET` on, and AdamW's weight decay.
 
@@ -25,6 +25,7 @@ budget and data settings (:data:`rnnkit.tasks.lm.config.RULED`; :func:`starting_
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -86,11 +87,22 @@ RUNGS: tuple[Rung, ...] = (
 #: to the smaller one reading 6.7 and 0.69 (runs A0, A5, A6); kappa is the geometric middle of 0.69 and
 #: 6.7, the ratios that bracket the change.
 TOKENS_PER_PARAMETER = 2.0
-#: Dropout p = clip(DROPOUT_SLOPE * (log10(rho) - DROPOUT_ONSET), 0, MAX_DROPOUT), rounded to 0.05.
-#: Fitted: no dropout was best up to log10(rho) = 0.97 (A0 against A2, A5 against A1), 0.25 beat 0.4 at
-#: 1.78 (B1, B2) and 0.4 beat 0.2 at 2.9 (C1, C2): the line through (1.0, 0) and (2.9, 0.4).
-DROPOUT_SLOPE = 0.2
-DROPOUT_ONSET = 1.0
+#: Dropout by log10(rho): straight lines between these points (log10 rho, p), none before the first, at
+#: most MAX_DROPOUT after the last; rounded to 0.05. Fitted on the rows of docs/char-rnn.md:
+#: - (1.0, 0): no dropout was best up to log10 rho 0.97 (A0 against A2, A5 against A1);
+#: - (1.8, 0.25): 0.25 beat 0.4 at 1.78 (B1, B2) and beat 0.15 and 0 at 1.87-1.94 (G3, G0, G1);
+#: - (2.4, 0.25): 0.25 still beat 0.4 at 2.36 (H1, H2);
+#: - (2.9, 0.4): 0.4 beat 0.2 at 2.9 (C1, C2);
+#: - (3.25, 0.5): not fitted; the slope of the segment before, continued to MAX_DROPOUT.
+#: (A single line, p = 0.2 (log10 rho - 1), was the rule before rows G and H: it gave 0.15 where 0.25
+#: won at 900 s, and a line steep enough for that gave 0.4 where 0.25 won at 2.36.)
+DROPOUT_CURVE: tuple[tuple[float, float], ...] = (
+    (1.0, 0.0),
+    (1.8, 0.25),
+    (2.4, 0.25),
+    (2.9, 0.4),
+    (3.25, 0.5),
+)
 MAX_DROPOUT = 0.5
 #: Weight drop on W_hh (as much as the dropout) from this log10(rho) on, none below. Fitted: weight drop
 #: 0.4 lost 0.063 nats against none at log10(rho) 1.8 (B2, B3) and won 0.043 at 2.6 (F1, F2), each
@@ -134,7 +146,15 @@ class Choice:
 
 def dropout_for(pressure: float) -> float:
     """The rule's dropout for a memorisation pressure ``rho`` (rounded to 0.05)."""
-    raw = DROPOUT_SLOPE * (math.log10(max(pressure, 1e-12)) - DROPOUT_ONSET)
+    x = math.log10(max(pressure, 1e-12))
+    (x0, p0), (xn, pn) = DROPOUT_CURVE[0], DROPOUT_CURVE[-1]
+    if x <= x0:
+        raw = p0
+    elif x >= xn:
+        raw = pn
+    else:
+        (xa, pa), (xb, pb) = next((a, b) for a, b in itertools.pairwise(DROPOUT_CURVE) if x <= b[0])
+        raw = pa + (pb - pa) * (x - xa) / (xb - xa)
     return round(min(max(raw, 0.0), MAX_DROPOUT) * 20) / 20
 
 
