@@ -10,7 +10,7 @@ characters read ``D``, passes ``D/C``, parameters per corpus character ``P/C``, 
 
     .venv/bin/python bench/budget_fit.py [--only A1,A2] [--scale 1.0] [--json fit.json]
 
-About 25 minutes for the whole grid on 2 cores. Not a test.
+About 1 hour 50 minutes for the whole grid on 2 cores (the 900 s G rows are an hour of it). Not a test.
 """
 
 from __future__ import annotations
