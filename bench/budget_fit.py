@@ -56,11 +56,11 @@ GRID = {
     # the rule's 900 s choice on this machine (2x512, dropout 0.15 locked), and the same size without
     "G0": ("tinyshakespeare/input.txt", 0, 900, 2, 512, 0.15, 0.00),
     "G1": ("tinyshakespeare/input.txt", 0, 900, 2, 512, 0.00, 0.00),
-    # the smaller size at 900 s, with the dropout the rule's line gives it there (log10 rho 1.5)
+    # the smaller size at 900 s, with a little dropout (it reads 51 passes; log10 rho 1.7)
     "G2": ("tinyshakespeare/input.txt", 0, 900, 2, 256, 0.10, 0.00),
     "G3": ("tinyshakespeare/input.txt", 0, 900, 2, 512, 0.25, 0.00),  # the rule's size, more dropout
-    # log10 rho about 2.25 (where the 2,700 s bench budget lands): the line of slope 0.2 says 0.25 there,
-    # a slope of 0.3 says 0.40
+    # log10 rho about 2.35 (the 2,700 s bench budget's 3x512 lands near 2.2-2.3): the line of slope 0.2
+    # says 0.25 there, a slope of 0.3 (what rows B and G asked for) says 0.40
     "H1": ("tinyshakespeare/input.txt", 180_000, 120, 2, 512, 0.25, 0.25),
     "H2": ("tinyshakespeare/input.txt", 180_000, 120, 2, 512, 0.40, 0.40),
 }

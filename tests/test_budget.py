@@ -169,6 +169,19 @@ def test_dropout_follows_its_fitted_curve_and_never_falls():
     for log_rho, p in DROPOUT_CURVE:
         assert dropout_for(10**log_rho) == pytest.approx(p)
     assert dropout_for(10**0.5) == 0 and dropout_for(10**6) == MAX_DROPOUT
-    assert dropout_for(10**2.1) == pytest.approx(0.25)  # the flat stretch between 1.8 and 2.4 (rows B, G, H)
+    # the best dropout of the fitting rows at their pressures (A0/A2, B1/B2, G0-G3, H1/H2, C1/C2)
+    for log_rho, best in ((0.97, 0.0), (1.78, 0.25), (1.89, 0.25), (2.1, 0.25), (2.36, 0.25), (2.93, 0.4)):
+        assert dropout_for(10**log_rho) == pytest.approx(best), log_rho
     grid = [dropout_for(10 ** (x / 100)) for x in range(0, 500)]
     assert all(a <= b for a, b in itertools.pairwise(grid))
+
+
+@pytest.mark.parametrize(("chars_per_parameter", "taken"), [(5.8, False), (6.2, True)])
+def test_a_larger_rung_needs_six_characters_per_parameter(chars_per_parameter, taken):
+    # rows G2/G3: 2x512 reading 5.8 characters per parameter lost to 2x256 at 900 s
+    small, large = RUNGS[2], RUNGS[3]
+    seconds = 900.0
+    speeds = {RUNGS[0]: 1e9, RUNGS[1]: 1e9, small: 1e9}
+    speeds[large] = chars_per_parameter * large.parameters(VOCAB) / (seconds * budget.USABLE)
+    chosen = choose(seconds, 1_000_000, speeds, VOCAB).rung
+    assert chosen == (large if taken else small)

@@ -83,17 +83,19 @@ RUNGS: tuple[Rung, ...] = (
 )
 
 #: kappa: a larger rung is taken only if the budget lets it read at least this many characters per
-#: parameter. Fitted: a larger rung reading 0.69 (2x512) and 0.26 (3x512) characters per parameter lost
-#: to the smaller one reading 6.7 and 0.69 (runs A0, A5, A6); kappa is the geometric middle of 0.69 and
-#: 6.7, the ratios that bracket the change.
-TOKENS_PER_PARAMETER = 2.0
+#: parameter. Fitted: the larger rung lost at every ratio measured, reading 0.26 (3x512 against 2x512,
+#: A6/A0), 0.69 (2x512 against 2x256, A0/A5) and, regularised as the rule does at 900 s, 5.8 (2x512 with
+#: dropout 0.25 against 2x256 reading 53, G3/G2, by 0.006); kappa is the smallest ratio not yet seen to
+#: lose, rounded up. (It was 2, the geometric middle of 0.69 and 6.7, before rows G: with it the 900 s
+#: bench budget took 3x512 reading 2 characters per parameter.)
+TOKENS_PER_PARAMETER = 6.0
 #: Dropout by log10(rho): straight lines between these points (log10 rho, p), none before the first, at
 #: most MAX_DROPOUT after the last; rounded to 0.05. Fitted on the rows of docs/char-rnn.md:
 #: - (1.0, 0): no dropout was best up to log10 rho 0.97 (A0 against A2, A5 against A1);
 #: - (1.8, 0.25): 0.25 beat 0.4 at 1.78 (B1, B2) and beat 0.15 and 0 at 1.87-1.94 (G3, G0, G1);
 #: - (2.4, 0.25): 0.25 still beat 0.4 at 2.36 (H1, H2);
 #: - (2.9, 0.4): 0.4 beat 0.2 at 2.9 (C1, C2);
-#: - (3.25, 0.5): not fitted; the slope of the segment before, continued to MAX_DROPOUT.
+#: - (3.25, 0.5): not fitted; about the slope of the segment before, continued to MAX_DROPOUT.
 #: (A single line, p = 0.2 (log10 rho - 1), was the rule before rows G and H: it gave 0.15 where 0.25
 #: won at 900 s, and a line steep enough for that gave 0.4 where 0.25 won at 2.36.)
 DROPOUT_CURVE: tuple[tuple[float, float], ...] = (
