@@ -25,7 +25,6 @@ budget and data settings (:data:`rnnkit.tasks.lm.config.RULED`; :func:`starting_
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import math
 import os
@@ -35,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -148,15 +148,8 @@ class Choice:
 
 def dropout_for(pressure: float) -> float:
     """The rule's dropout for a memorisation pressure ``rho`` (rounded to 0.05)."""
-    x = math.log10(max(pressure, 1e-12))
-    (x0, p0), (xn, pn) = DROPOUT_CURVE[0], DROPOUT_CURVE[-1]
-    if x <= x0:
-        raw = p0
-    elif x >= xn:
-        raw = pn
-    else:
-        (xa, pa), (xb, pb) = next((a, b) for a, b in itertools.pairwise(DROPOUT_CURVE) if x <= b[0])
-        raw = pa + (pb - pa) * (x - xa) / (xb - xa)
+    points, values = zip(*DROPOUT_CURVE, strict=True)
+    raw = float(np.interp(math.log10(max(pressure, 1e-12)), points, values))  # flat beyond both ends
     return round(min(max(raw, 0.0), MAX_DROPOUT) * 20) / 20
 
 
