@@ -51,6 +51,7 @@ def _rank(rank: int, world: int, port: int, source: str, out: str) -> None:
                 save_file(state, Path(out) / f"rank{rank}.safetensors")
 
         run(LM, config_for(Path(source), 2), Path(out) / "run", on_step=dump)
+        dist.barrier()  # leave together, as distributed.from_environment does: else a rank may abort (gloo)
     finally:
         dist.destroy_process_group()
 
