@@ -157,6 +157,7 @@ def _rank(rank: int, world: int, port: int, name: str, config, out: str) -> None
         torch.set_num_threads(1)
         dump = _dumper(Path(out) / f"rank{rank}.safetensors")
         train(TASKS[name.split("-")[0]], config, Path(out) / "run", on_step=dump)
+        dist.barrier()  # leave together, as distributed.from_environment does: else a rank may abort (gloo)
     finally:
         dist.destroy_process_group()
 
