@@ -18,6 +18,7 @@ from tests.helpers import text_corpus, tiny_config
 
 from rnnkit.tasks.lm import SPEC as LM
 from rnnkit.tasks.lm import load_lm
+from rnnkit.train.distributed import from_environment
 from rnnkit.train.run import run
 
 STEPS = 12
@@ -39,11 +40,14 @@ def config_for(source: Path, batch_size: int):
 
 
 def _rank(rank: int, world: int, port: int, source: str, out: str) -> None:
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    with from_environment("cpu"):  # what the CLI does under torchrun: join, leave together, tear down
 
         def dump(trainer):
             if trainer.step == STEPS:
@@ -51,9 +55,6 @@ def _rank(rank: int, world: int, port: int, source: str, out: str) -> None:
                 save_file(state, Path(out) / f"rank{rank}.safetensors")
 
         run(LM, config_for(Path(source), 2), Path(out) / "run", on_step=dump)
-        dist.barrier()  # leave together, as distributed.from_environment does: else a rank may abort (gloo)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_ranks_stay_identical_and_equal_one_process(tmp_path):

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from tests.test_ddp import free_port
 
 from rnnkit.tasks import TASKS
+from rnnkit.train.distributed import from_environment
 from rnnkit.train.run import train
 
 STEPS = 8
@@ -149,17 +150,17 @@ def _dumper(path: Path):
 
 
 def _rank(rank: int, world: int, port: int, name: str, config, out: str) -> None:
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    with from_environment("cpu"):  # what the CLI does under torchrun: join, leave together, tear down
         torch.set_num_threads(1)
         dump = _dumper(Path(out) / f"rank{rank}.safetensors")
         train(TASKS[name.split("-")[0]], config, Path(out) / "run", on_step=dump)
-        dist.barrier()  # leave together, as distributed.from_environment does: else a rank may abort (gloo)
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
