@@ -89,8 +89,8 @@ RUNGS: tuple[Rung, ...] = (
 #: lose, rounded up. (It was 2, the geometric middle of 0.69 and 6.7, before rows G: with it the 900 s
 #: bench budget took 3x512 reading 2 characters per parameter.)
 TOKENS_PER_PARAMETER = 6.0
-#: Dropout by log10(rho): straight lines between these points (log10 rho, p), none before the first, at
-#: most MAX_DROPOUT after the last; rounded to 0.05. Fitted on the rows of docs/char-rnn.md:
+#: Dropout by log10(rho): straight lines between these points (log10 rho, p), none before the first, the
+#: last one's (MAX_DROPOUT) after it; rounded to 0.05. Fitted on the rows of docs/char-rnn.md:
 #: - (1.0, 0): no dropout was best up to log10 rho 0.97 (A0 against A2, A5 against A1);
 #: - (1.8, 0.25): 0.25 beat 0.4 at 1.78 (B1, B2) and beat 0.15 and 0 at 1.87-1.94 (G3, G0, G1);
 #: - (2.4, 0.25): 0.25 still beat 0.4 at 2.36 (H1, H2);
@@ -105,7 +105,7 @@ DROPOUT_CURVE: tuple[tuple[float, float], ...] = (
     (2.9, 0.4),
     (3.25, 0.5),
 )
-MAX_DROPOUT = 0.5
+MAX_DROPOUT = DROPOUT_CURVE[-1][1]
 #: Weight drop on W_hh (as much as the dropout) from this log10(rho) on, none below. Fitted: weight drop
 #: 0.4 lost 0.063 nats against none at log10(rho) 1.8 (B2, B3) and won 0.043 at 2.6 (F1, F2), each
 #: paying 20% of the speed; the onset is the middle of the two.
@@ -150,7 +150,7 @@ def dropout_for(pressure: float) -> float:
     """The rule's dropout for a memorisation pressure ``rho`` (rounded to 0.05)."""
     points, values = zip(*DROPOUT_CURVE, strict=True)
     raw = float(np.interp(math.log10(max(pressure, 1e-12)), points, values))  # flat beyond both ends
-    return round(min(max(raw, 0.0), MAX_DROPOUT) * 20) / 20
+    return round(raw * 20) / 20
 
 
 def choose(seconds: float, corpus_chars: int, speeds: dict[Rung, float], vocab_size: int) -> Choice:
