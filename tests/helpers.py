@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -175,3 +177,20 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 """How the browser tests start Debian's chromium (headless, no network of its own, no first-run page)."""
+
+
+@contextmanager
+def spawned_rank(rank: int, world: int, port: int) -> Iterator[None]:
+    """Inside a process of ``torch.multiprocessing.spawn``: join a ``world``-rank gloo group on ``port`` as
+    torchrun would (its environment, then the CLI's own join, barrier and teardown)."""
+    from rnnkit.train.distributed import from_environment
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    with from_environment("cpu"):
+        yield

@@ -14,11 +14,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
-from tests.helpers import text_corpus, tiny_config
+from tests.helpers import spawned_rank, text_corpus, tiny_config
 
 from rnnkit.tasks.lm import SPEC as LM
 from rnnkit.tasks.lm import load_lm
-from rnnkit.train.distributed import from_environment
 from rnnkit.train.run import run
 
 STEPS = 12
@@ -40,14 +39,7 @@ def config_for(source: Path, batch_size: int):
 
 
 def _rank(rank: int, world: int, port: int, source: str, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-    )
-    with from_environment("cpu"):  # what the CLI does under torchrun: join, leave together, tear down
+    with spawned_rank(rank, world, port):
 
         def dump(trainer):
             if trainer.step == STEPS:

@@ -5,7 +5,6 @@ it normalises over the global batch under DDP, see train/distributed.py)."""
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 from pathlib import Path
@@ -15,10 +14,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
+from tests.helpers import spawned_rank
 from tests.test_ddp import free_port
 
 from rnnkit.tasks import TASKS
-from rnnkit.train.distributed import from_environment
 from rnnkit.train.run import train
 
 STEPS = 8
@@ -150,14 +149,7 @@ def _dumper(path: Path):
 
 
 def _rank(rank: int, world: int, port: int, name: str, config, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-    )
-    with from_environment("cpu"):  # what the CLI does under torchrun: join, leave together, tear down
+    with spawned_rank(rank, world, port):
         torch.set_num_threads(1)
         dump = _dumper(Path(out) / f"rank{rank}.safetensors")
         train(TASKS[name.split("-")[0]], config, Path(out) / "run", on_step=dump)
